@@ -46,7 +46,11 @@ def _cols(*specs: tuple[str, str, str]) -> tuple[Column, ...]:
 
 CANONICAL_COLUMNS = _cols(
     ("event_id", "varchar", "Identifier of the event, unique per source."),
-    ("source", "varchar", "Adapter that read the event (canonical, ga4, braze, segment, snowplow)."),
+    (
+        "source",
+        "varchar",
+        "Adapter that read the event (canonical, ga4, braze, segment, snowplow).",
+    ),
     ("event_time", "timestamptz", "When the event happened, UTC."),
     ("event_name", "varchar", "Canonical event name; unknown names are kept as `other`."),
     ("user_id", "varchar", "Known user id (login)."),
@@ -142,7 +146,11 @@ INGEST_COUNTS = Table(
         ("rows_read", "bigint", "Rows read from the file that belong to this day."),
         ("rows_staged", "bigint", "Rows written to staging.events."),
         ("rows_quarantined", "bigint", "Rows written to quality.quarantined_events."),
-        ("rows_duplicate", "bigint", "Rows dropped as duplicates of an earlier (source, event_id)."),
+        (
+            "rows_duplicate",
+            "bigint",
+            "Rows dropped as duplicates of an earlier (source, event_id).",
+        ),
     ),
 )
 
@@ -333,6 +341,110 @@ ATTRIBUTION_CREDITS = Table(
     ),
 )
 
+PUSH_ASSISTED_CONVERSIONS_DAILY = Table(
+    "marts",
+    "push_assisted_conversions_daily",
+    "day x push_kind x platform x conversion type",
+    "Conversions per day and how push took part in them: as the credited last touch or as an "
+    "assist. A conversion counts once however many campaigns touched it, so `conversions` sums "
+    "to the day's total.",
+    _cols(
+        ("date", "date", "Conversion day in the reporting time zone."),
+        ("push_kind", "varchar", "Push kinds in the conversion's path: app, web, both or none."),
+        ("platform", "varchar", "Platform the conversion happened on."),
+        ("conversion_type", "varchar", "Conversion definition name."),
+        ("conversions", "bigint", "All conversions."),
+        ("push_last_touch_conversions", "bigint", "Conversions whose credited last touch is push."),
+        (
+            "push_assisted_conversions",
+            "bigint",
+            "Headline: conversions push assisted without being the last touch (impression-only "
+            "assists included only when the setting count_impression_assists is on).",
+        ),
+        ("click_assisted_conversions", "bigint", "Assists whose strongest push touch is a click."),
+        (
+            "influenced_assisted_conversions",
+            "bigint",
+            "Assists whose strongest push touch is an influenced open.",
+        ),
+        (
+            "impression_assisted_conversions",
+            "bigint",
+            "Assists with push impressions only (always reported, whatever the setting).",
+        ),
+        ("single_assist_conversions", "bigint", "Push-assisted conversions with one push touch."),
+        (
+            "multi_assist_conversions",
+            "bigint",
+            "Push-assisted conversions with several push touches.",
+        ),
+        ("assisted_revenue", "decimal(38,2)", "Value of the push-assisted conversions."),
+        ("last_touch_revenue", "decimal(38,2)", "Value of the push last-touch conversions."),
+        (
+            "assisted_to_last_touch_ratio",
+            "double",
+            "push_assisted_conversions / push_last_touch_conversions (null when no last touch).",
+        ),
+        (
+            "median_hours_push_to_conversion",
+            "double",
+            "Median hours from the last push touch to the conversion, over push-assisted "
+            "conversions.",
+        ),
+        (
+            "ga_assisted_conversions",
+            "bigint",
+            "Google Analytics-style assisted conversions: a push click anywhere but the last "
+            "click (push may also be the last click).",
+        ),
+    ),
+)
+
+PUSH_CAMPAIGN_DAILY = Table(
+    "marts",
+    "push_campaign_daily",
+    "day x campaign",
+    "Delivery funnel and assisted conversions of each push campaign. Rows do not add up to "
+    "the day's total: a conversion touched by two campaigns counts once in each.",
+    _cols(
+        (
+            "date",
+            "date",
+            "Day in the reporting time zone (send day for the funnel columns, "
+            "conversion day for the conversion columns).",
+        ),
+        ("campaign_id", "varchar", "Push campaign id."),
+        ("push_kind", "varchar", "app, web or both."),
+        ("sends", "bigint", "Messages sent that day."),
+        (
+            "deliveries",
+            "bigint",
+            "Of those, delivered (a send with no bounce counts as delivered).",
+        ),
+        ("delivery_rate", "double", "deliveries / sends."),
+        ("opens", "bigint", "Of those delivered, messages opened (at any later time)."),
+        ("open_rate", "double", "opens / deliveries."),
+        ("influenced_opens", "bigint", "Of those delivered, messages with an influenced open."),
+        ("opt_outs", "bigint", "push_opt_out events carrying this campaign that day."),
+        (
+            "assisted_conversions",
+            "bigint",
+            "Push-assisted conversions that day whose path holds this campaign.",
+        ),
+        ("assisted_revenue", "decimal(38,2)", "Value of those conversions."),
+        (
+            "last_touch_conversions",
+            "bigint",
+            "Conversions that day whose credited last touch is this campaign's push.",
+        ),
+        (
+            "revenue_per_notification_sent",
+            "double",
+            "assisted_revenue / sends (null when nothing was sent that day).",
+        ),
+    ),
+)
+
 ALL_TABLES = (
     STAGING_EVENTS,
     QUARANTINED_EVENTS,
@@ -343,4 +455,6 @@ ALL_TABLES = (
     CONVERSIONS,
     CONVERSION_PATHS,
     ATTRIBUTION_CREDITS,
+    PUSH_ASSISTED_CONVERSIONS_DAILY,
+    PUSH_CAMPAIGN_DAILY,
 )

@@ -1,0 +1,917 @@
+"""Conversion paths, push's role in each conversion, and heuristic attribution credits.
+
+Everything here is set-based DuckDB SQL. One implementation of the path transforms and of the
+heuristic models (`credit_sql`) runs on a generic relation of path touches, so the pipeline
+(`build_paths`, reading `core.touches` and `core.conversions`) and the paths-file interface
+(`attribute_paths`, SPEC 4.3) give the very same numbers.
+
+Decisions where SPEC.md is silent (each one is also said where it is implemented):
+
+- Touches are ordered by time, then touch_id, so ties always resolve the same way.
+- Path transforms work on the channel as written in the path, where push impressions and
+  influenced opens carry a suffix (`Mobile Push Notifications (impression)`), so an impression
+  never merges with a click. Credit rows carry the plain channel of the touch.
+- `exposure` stands a run of repeats for one touch: its latest one (the touch_id on credit rows,
+  and the time time_decay ages). The latest touch is the one the last-touch models credit, so
+  both agree, and a run's influence is freshest at its end.
+- `first` keeps each channel's first touch, with that touch's time.
+- `frequency` gives each channel one position (ordered by first appearance, represented by its
+  latest touch) whose weight is its frequency: linear, time_decay and position_based give the
+  channel the sum of what its touches earn on the untransformed path. Credits still sum to 1.
+  In the `path` text each channel is written as Snowplow's frequency path does: `Email(2)`.
+- Single-touch models (first_click, last_click, last_non_direct) credit an actual touch: a
+  transform never changes which touch was first or last, only the position reported for it.
+- A conversion with no creditable touch gets one row per model with touch_id null, channel
+  Direct and credit 1 (Google Analytics' rule: no campaign data means Direct). The same
+  fallback applies to the last-touch models when the window holds only impressions or
+  influenced opens, which can never be the last touch.
+- Direct is recognised case-insensitively, because paths files from other tools write `direct`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import duckdb
+from pydantic import ValidationError
+
+from pipeline.settings import AttributionSettings
+from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, PUSH_CHANNEL
+
+DIRECT_CHANNEL = "Direct"
+UNASSIGNED_CHANNEL = "Unassigned"
+
+HEURISTIC_MODELS = (
+    "last_click",
+    "last_non_direct",
+    "first_click",
+    "linear",
+    "time_decay",
+    "position_based",
+)
+# Data-driven models the SPEC asks for, which this module does not compute yet.
+PENDING_MODELS = ("markov", "shapley", "fractribution")
+# Names Snowplow's dbt package uses (in the reference cases). `last_touch` means "the credited
+# last touch", so it maps to the model the last_touch_rule parameter names (None here).
+MODEL_ALIASES = {"first_touch": "first_click", "last_touch": None}
+
+PATHS_FILE_PARAMS = (
+    "lookback_days",
+    "path_transform",
+    "half_life_days",
+    "position_weights",
+    "last_touch_rule",
+)
+
+_MICROS_PER_DAY = 86_400_000_000
+
+# Per transform: how a touch's slot (its position in the transformed path) is numbered, which
+# touch of a slot stands for it, and whether the multi-touch models weigh every touch (the
+# slot then sums its touches' credit) or only the one standing for the slot.
+_TRANSFORMS = {
+    "none": ("row_number() over by_seq", "slot_last_seq", True),
+    "exposure": ("sum(case when starts_run then 1 else 0 end) over by_seq", "slot_last_seq", False),
+    "first": (
+        "dense_rank() over (partition by conversion_id order by channel_first_seq)",
+        "slot_first_seq",
+        False,
+    ),
+    "frequency": (
+        "dense_rank() over (partition by conversion_id order by channel_first_seq)",
+        "slot_last_seq",
+        True,
+    ),
+}
+
+
+def _transform_ctes(source: str, transform: str) -> str:
+    """CTEs numbering every touch of `source` by its slot in the transformed path.
+
+    `source` needs conversion_id, seq (orders a conversion's touches, oldest first) and channel.
+    The last CTE, `slot_bounds`, adds slot, slot_first_seq, slot_last_seq, slot_size and
+    is_slot_rep (the touch that stands for the slot) to every touch.
+    """
+    slot_expr, rep_seq, _ = _TRANSFORMS[transform]
+    return f"""
+    run_marks as (
+        -- where each run of one channel starts, and where each channel first appears
+        select
+            *,
+            coalesce(
+                channel <> lag(channel) over (partition by conversion_id order by seq),
+                true
+            ) as starts_run,
+            min(seq) over (partition by conversion_id, channel) as channel_first_seq
+        from {source}
+    ),
+    slotted as (
+        -- the touch's position in the transformed path
+        select
+            *,
+            {slot_expr} as slot
+        from run_marks
+        window by_seq as (partition by conversion_id order by seq)
+    ),
+    slot_bounds as (
+        select
+            *,
+            min(seq) over by_slot as slot_first_seq,
+            max(seq) over by_slot as slot_last_seq,
+            count(*) over by_slot as slot_size
+        from slotted
+        window by_slot as (partition by conversion_id, slot)
+    ),
+    slot_reps as (
+        select
+            *,
+            seq = {rep_seq} as is_slot_rep
+        from slot_bounds
+    )"""
+
+
+def credit_sql(touches: str, conversions: str, settings: AttributionSettings) -> str:
+    """SQL giving every heuristic model's credit rows for a set of conversions.
+
+    `touches` is a relation of creditable path touches, one row per touch: conversion_id, seq
+    (orders a conversion's touches, oldest first), touch_id, channel (as the path transform
+    compares it), credit_channel (as written on credit rows), touch_time, is_click (may be the
+    last touch), is_direct, is_push, campaign_id. `conversions` has conversion_id,
+    conversion_time and value for every conversion, with or without touches.
+
+    The result has conversion_id, model, seq, touch_id, position, channel, is_push,
+    campaign_id, credit and value_credit; credits sum to 1 per conversion and model.
+    """
+    _, _, models_see_every_touch = _TRANSFORMS[settings.path_transform]
+    first_weight, middle_weight, last_weight = settings.position_weights
+    ends_weight = first_weight + last_weight
+    # Two touches split in the ratio first:last; evenly when both end weights are zero.
+    first_of_two = first_weight / ends_weight if ends_weight > 0 else 0.5
+    model_list = ", ".join(f"'{m}'" for m in HEURISTIC_MODELS)
+    model_touch_filter = "true" if models_see_every_touch else "is_slot_rep"
+    return f"""
+    with
+    {_transform_ctes(touches, settings.path_transform)},
+    model_params as (
+        select
+            {float(settings.half_life_days)!r}::double as half_life_days,
+            {float(first_weight)!r}::double as first_weight,
+            {float(middle_weight)!r}::double as middle_weight,
+            {float(last_weight)!r}::double as last_weight,
+            {float(first_of_two)!r}::double as first_of_two
+    ),
+    model_touches as (
+        -- the touches the multi-touch models spread credit over, numbered 1..n
+        select
+            t.conversion_id,
+            t.slot,
+            row_number() over (partition by t.conversion_id order by t.seq) as model_position,
+            count(*) over (partition by t.conversion_id) as model_touch_count,
+            (epoch_us(c.conversion_time) - epoch_us(t.touch_time)) / {_MICROS_PER_DAY}
+                as age_days
+        from slot_reps as t
+        join {conversions} as c
+            using (conversion_id)
+        where {model_touch_filter}
+    ),
+    touch_weights as (
+        select
+            conversion_id,
+            slot,
+            'linear' as model,
+            1.0::double as weight
+        from model_touches
+        union all
+        -- ages are taken relative to the youngest touch: the normalised shares are the same,
+        -- and the weights cannot all underflow to zero on a long window with a short half life
+        select
+            conversion_id,
+            slot,
+            'time_decay' as model,
+            pow(
+                2.0,
+                -(age_days - min(age_days) over (partition by conversion_id)) / p.half_life_days
+            ) as weight
+        from model_touches
+        cross join model_params as p
+        union all
+        select
+            conversion_id,
+            slot,
+            'position_based' as model,
+            case
+                when model_touch_count = 1 then 1.0
+                when model_touch_count = 2 and model_position = 1 then p.first_of_two
+                when model_touch_count = 2 then 1.0 - p.first_of_two
+                when model_position = 1 then p.first_weight
+                when model_position = model_touch_count then p.last_weight
+                else p.middle_weight / (model_touch_count - 2)
+            end as weight
+        from model_touches
+        cross join model_params as p
+    ),
+    slot_weights as (
+        select
+            conversion_id,
+            model,
+            slot,
+            sum(weight) as weight
+        from touch_weights
+        group by conversion_id, model, slot
+    ),
+    multi_touch_credits as (
+        select
+            w.conversion_id,
+            w.model,
+            r.seq,
+            w.weight / sum(w.weight) over (partition by w.conversion_id, w.model) as credit
+        from slot_weights as w
+        join slot_reps as r
+            on r.conversion_id = w.conversion_id
+            and r.slot = w.slot
+            and r.is_slot_rep
+    ),
+    touch_order as (
+        -- the first row of each ordering is the first touch, the last click, and the last
+        -- non-Direct click (or the last Direct one when there is no other)
+        select
+            *,
+            row_number() over (partition by conversion_id order by seq) as nth_first,
+            row_number() over (partition by conversion_id order by is_click desc, seq desc)
+                as nth_last_click,
+            row_number() over (
+                partition by conversion_id
+                order by is_click desc, is_direct asc, seq desc
+            ) as nth_last_non_direct
+        from slot_reps
+    ),
+    single_touch_credits as (
+        select
+            conversion_id,
+            'first_click' as model,
+            seq,
+            1.0::double as credit
+        from touch_order
+        where nth_first = 1
+        union all
+        select
+            conversion_id,
+            'last_click' as model,
+            seq,
+            1.0::double as credit
+        from touch_order
+        where nth_last_click = 1
+            and is_click
+        union all
+        select
+            conversion_id,
+            'last_non_direct' as model,
+            seq,
+            1.0::double as credit
+        from touch_order
+        where nth_last_non_direct = 1
+            and is_click
+    ),
+    model_credits as (
+        select * from multi_touch_credits
+        union all
+        select * from single_touch_credits
+    ),
+    credited_touches as (
+        select
+            c.conversion_id,
+            c.model,
+            t.seq,
+            t.touch_id,
+            t.slot as position,
+            t.credit_channel as channel,
+            t.is_push,
+            t.campaign_id,
+            c.credit
+        from model_credits as c
+        join slot_reps as t
+            using (conversion_id, seq)
+    ),
+    direct_fallback as (
+        -- GA's rule: a conversion with no touch the model can credit goes to Direct
+        select
+            c.conversion_id,
+            m.model,
+            null::bigint as seq,
+            null::varchar as touch_id,
+            null::bigint as position,
+            '{DIRECT_CHANNEL}' as channel,
+            false as is_push,
+            null::varchar as campaign_id,
+            1.0::double as credit
+        from {conversions} as c
+        cross join (select unnest([{model_list}]) as model) as m
+        where not exists (
+            select 1
+            from credited_touches as t
+            where t.conversion_id = c.conversion_id
+                and t.model = m.model
+        )
+    ),
+    all_credits as (
+        select * from credited_touches
+        union all
+        select * from direct_fallback
+    )
+    select
+        a.conversion_id,
+        a.model,
+        a.seq,
+        a.touch_id,
+        a.position::integer as position,
+        a.channel,
+        a.is_push,
+        a.campaign_id,
+        a.credit,
+        a.credit * c.value::double as value_credit
+    from all_credits as a
+    join {conversions} as c
+        using (conversion_id)
+    """
+
+
+# ------------------------------------------------------------------------------------------
+# The pipeline: core.touches + core.conversions -> core.conversion_paths, attribution_credits
+# ------------------------------------------------------------------------------------------
+
+_WINDOW_SQL = f"""
+create or replace temp table _attribution_window as
+with conversions_in_range as (
+    select *
+    from core.conversions
+    where conversion_date between $start and $end
+),
+window_touches as (
+    -- the person's touches in [conversion_time - lookback, conversion_time]; the lookback is
+    -- subtracted in hours so a daylight-saving change in the session time zone cannot move it
+    select
+        c.conversion_id,
+        c.conversion_time,
+        t.touch_id,
+        t.touch_time,
+        t.touch_type,
+        coalesce(t.channel, '{UNASSIGNED_CHANNEL}') as channel,
+        t.is_push,
+        t.push_kind,
+        t.campaign_id,
+        t.identity_rule
+    from conversions_in_range as c
+    join core.touches as t
+        on t.person_id = c.person_id
+        and t.touch_time <= c.conversion_time
+        and t.touch_time >= c.conversion_time - to_hours(24 * c.lookback_days)
+),
+classified as (
+    select
+        *,
+        row_number() over (
+            partition by conversion_id
+            order by touch_time, touch_id
+        ) as seq,
+        touch_type in ('session', 'push_click') as is_click,
+        -- a session recorded under the push channel is a push click that lost its open event
+        coalesce(is_push, false)
+            or channel = '{PUSH_CHANNEL}'
+            or touch_type in ('push_click', 'push_influenced', 'push_impression')
+            as is_push_touch
+    from window_touches
+)
+select
+    *,
+    case touch_type
+        when 'push_impression' then channel || ' (impression)'
+        when 'push_influenced' then channel || ' (influenced)'
+        else channel
+    end as path_channel,
+    case
+        when is_push_touch and is_click then 3
+        when is_push_touch and touch_type = 'push_influenced' then 2
+        when is_push_touch and touch_type = 'push_impression' then 1
+    end as push_strength,
+    lower(channel) = lower('{DIRECT_CHANNEL}') as is_direct
+from classified
+"""
+
+
+def _paths_select_sql(settings: AttributionSettings) -> str:
+    """SELECT of core.conversion_paths rows, from the window and credit temp tables."""
+    suffix = "'(' || slot_size || ')'" if settings.path_transform == "frequency" else "''"
+    impression_counts = "true" if settings.count_impression_assists else "false"
+    return f"""
+    with
+    path_source as (
+        select
+            conversion_id,
+            seq,
+            path_channel as channel
+        from _attribution_window
+    ),
+    {_transform_ctes("path_source", settings.path_transform)},
+    path_slots as (
+        select
+            conversion_id,
+            slot,
+            any_value(channel) as channel,
+            count(*) as slot_size
+        from slot_reps
+        group by conversion_id, slot
+    ),
+    path_texts as (
+        select
+            conversion_id,
+            string_agg(channel || {suffix}, ' > ' order by slot) as path
+        from path_slots
+        group by conversion_id
+    ),
+    window_summaries as (
+        select
+            conversion_id,
+            count(*) as touch_count,
+            list(touch_id order by seq) as touch_event_ids
+        from _attribution_window
+        group by conversion_id
+    ),
+    push_summaries as (
+        select
+            conversion_id,
+            count(*) as push_touch_count,
+            list_sort(list(distinct push_kind) filter (where push_kind is not null))
+                as push_kinds,
+            list_sort(list(distinct campaign_id) filter (where campaign_id is not null))
+                as campaign_ids,
+            max(push_strength) as strongest_push,
+            min(touch_time) as first_push_time,
+            max(touch_time) as last_push_time,
+            list(distinct identity_rule) filter (where identity_rule is not null)
+                as push_identity_rules
+        from _attribution_window
+        where is_push_touch
+        group by conversion_id
+    ),
+    last_clicks as (
+        select
+            conversion_id,
+            seq as last_click_seq
+        from _attribution_credits
+        where model = 'last_click'
+    ),
+    ga_assists as (
+        -- GA counts push anywhere but the last click, even when push is also the last click
+        select
+            w.conversion_id,
+            bool_or(w.seq is distinct from l.last_click_seq) as ga_assist
+        from _attribution_window as w
+        left join last_clicks as l
+            using (conversion_id)
+        where w.is_push_touch
+            and w.is_click
+        group by w.conversion_id
+    ),
+    credited_last_touches as (
+        select
+            conversion_id,
+            touch_id as last_touch_id,
+            channel as last_touch_channel,
+            is_push as last_touch_is_push
+        from _attribution_credits
+        where model = '{settings.last_touch_rule}'
+    ),
+    roles as (
+        select
+            c.conversion_id,
+            case
+                when l.last_touch_is_push then 'last_touch'
+                when p.push_touch_count > 0 then 'assist'
+                else 'none'
+            end as push_role
+        from _attribution_conversions as c
+        left join credited_last_touches as l
+            using (conversion_id)
+        left join push_summaries as p
+            using (conversion_id)
+    )
+    select
+        c.conversion_id,
+        c.conversion_event_id,
+        c.order_id,
+        c.person_id,
+        c.conversion_type,
+        c.conversion_time,
+        c.conversion_date,
+        c.value,
+        c.currency,
+        c.platform,
+        coalesce(pt.path, '') as path,
+        coalesce(w.touch_event_ids, []::varchar[]) as touch_event_ids,
+        coalesce(w.touch_count, 0)::integer as touch_count,
+        l.last_touch_channel,
+        l.last_touch_id,
+        r.push_role,
+        case
+            when r.push_role <> 'assist' then null
+            when p.strongest_push = 3 then 'click'
+            when p.strongest_push = 2 then 'influenced'
+            when p.strongest_push = 1 then 'impression'
+        end as assist_kind,
+        r.push_role = 'assist'
+            and (p.strongest_push >= 2 or (p.strongest_push = 1 and {impression_counts}))
+            as is_push_assisted,
+        coalesce(g.ga_assist, false) as ga_assist,
+        coalesce(p.push_touch_count, 0)::integer as push_touch_count,
+        coalesce(p.push_kinds, []::varchar[]) as push_kinds,
+        case
+            when list_contains(p.push_kinds, 'app') and list_contains(p.push_kinds, 'web')
+                then 'both'
+            when list_contains(p.push_kinds, 'app') then 'app'
+            when list_contains(p.push_kinds, 'web') then 'web'
+            else 'none'
+        end as push_kind,
+        coalesce(p.campaign_ids, []::varchar[]) as campaign_ids,
+        (epoch_us(c.conversion_time) - epoch_us(p.first_push_time)) / 3600e6
+            as hours_from_first_push,
+        (epoch_us(c.conversion_time) - epoch_us(p.last_push_time)) / 3600e6
+            as hours_from_last_push,
+        list_sort(list_distinct(list_filter(
+            list_append(coalesce(p.push_identity_rules, []::varchar[]), c.identity_rule),
+            lambda rule: rule not in ('known_user', 'unlinked')
+        ))) as stitch_rules
+    from _attribution_conversions as c
+    join roles as r
+        using (conversion_id)
+    join credited_last_touches as l
+        using (conversion_id)
+    left join path_texts as pt
+        using (conversion_id)
+    left join window_summaries as w
+        using (conversion_id)
+    left join push_summaries as p
+        using (conversion_id)
+    left join ga_assists as g
+        using (conversion_id)
+    """
+
+
+_CREDIT_TOUCHES_SQL = """
+create or replace temp view _attribution_credit_touches as
+select
+    conversion_id,
+    seq,
+    touch_id,
+    path_channel as channel,
+    channel as credit_channel,
+    touch_time,
+    is_click,
+    is_direct,
+    is_push_touch as is_push,
+    campaign_id
+from _attribution_window
+where is_click
+    or ({include_views} and touch_type in ('push_influenced', 'push_impression'))
+"""
+
+_COUNTS_SQL = """
+select
+    count(*) as conversions,
+    count(*) filter (where push_role = 'last_touch') as push_last_touch_conversions,
+    count(*) filter (where push_role = 'assist') as push_assist_conversions,
+    count(*) filter (where is_push_assisted) as push_assisted_conversions,
+    count(*) filter (where assist_kind = 'impression') as impression_assist_conversions,
+    count(*) filter (where ga_assist) as ga_assisted_conversions,
+    count(*) filter (where touch_count = 0) as conversions_without_touches,
+    coalesce(sum(touch_count), 0) as touches_in_windows
+from _attribution_paths
+"""
+
+_TEMP_OBJECTS = (
+    ("view", "_attribution_credit_touches"),
+    ("table", "_attribution_paths"),
+    ("table", "_attribution_credits"),
+    ("table", "_attribution_window"),
+    ("table", "_attribution_conversions"),
+)
+
+
+def ensure_attribution_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create core.conversion_paths and core.attribution_credits if they do not exist."""
+    con.execute("create schema if not exists core")
+    con.execute(CONVERSION_PATHS.create_sql())
+    con.execute(ATTRIBUTION_CREDITS.create_sql())
+
+
+def build_paths(
+    con: duckdb.DuckDBPyConnection,
+    settings: AttributionSettings,
+    start: dt.date,
+    end: dt.date,
+) -> dict[str, int]:
+    """Rebuild conversion paths and attribution credits for conversions dated start..end.
+
+    Replaces that date range of core.conversion_paths and core.attribution_credits (so a
+    re-run changes nothing) and returns counts for the materialization's metadata.
+    """
+    ensure_attribution_tables(con)
+    dates = {"start": start, "end": end}
+    include_views = "true" if settings.include_views_in_models else "false"
+    path_columns = ", ".join(CONVERSION_PATHS.column_names)
+    credit_columns = ", ".join(ATTRIBUTION_CREDITS.column_names)
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            """
+            create or replace temp table _attribution_conversions as
+            select *
+            from core.conversions
+            where conversion_date between $start and $end
+            """,
+            dates,
+        )
+        con.execute(_WINDOW_SQL, dates)
+        con.execute(_CREDIT_TOUCHES_SQL.format(include_views=include_views))
+        con.execute(
+            "create or replace temp table _attribution_credits as "
+            + credit_sql("_attribution_credit_touches", "_attribution_conversions", settings)
+        )
+        con.execute(
+            "create or replace temp table _attribution_paths as " + _paths_select_sql(settings)
+        )
+        for table in ("core.conversion_paths", "core.attribution_credits"):
+            con.execute(f"delete from {table} where conversion_date between $start and $end", dates)
+        con.execute(
+            f"""
+            insert into core.conversion_paths ({path_columns})
+            select {path_columns}
+            from _attribution_paths
+            """
+        )
+        con.execute(
+            f"""
+            insert into core.attribution_credits ({credit_columns})
+            select {credit_columns}
+            from (
+                select
+                    a.*,
+                    c.conversion_date
+                from _attribution_credits as a
+                join _attribution_conversions as c
+                    using (conversion_id)
+            )
+            """
+        )
+        counts_row = con.execute(_COUNTS_SQL).fetchone()
+        names = [d[0] for d in con.description]
+        credit_rows = con.execute("select count(*) from _attribution_credits").fetchone()[0]
+        for kind, name in _TEMP_OBJECTS:
+            con.execute(f"drop {kind} if exists {name}")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    counts = {name: int(value) for name, value in zip(names, counts_row, strict=True)}
+    counts["credit_rows"] = int(credit_rows)
+    return counts
+
+
+# ------------------------------------------------------------------------------------------
+# The paths file (SPEC 4.3)
+# ------------------------------------------------------------------------------------------
+
+
+def resolve_model(name: Any, settings: AttributionSettings) -> str:
+    """The heuristic model a paths file asks for, or a ValueError naming the known ones."""
+    known = ", ".join(HEURISTIC_MODELS)
+    if not isinstance(name, str):
+        raise ValueError(f"'model' must be a model name, one of: {known}")
+    if name in HEURISTIC_MODELS:
+        return name
+    if name in MODEL_ALIASES:
+        return MODEL_ALIASES[name] or settings.last_touch_rule
+    if name in PENDING_MODELS:
+        raise ValueError(f"model {name!r} is not available yet; available models: {known}")
+    aliases = ", ".join(MODEL_ALIASES)
+    raise ValueError(
+        f"unknown model {name!r}; known models: {known} (aliases: {aliases}; "
+        f"not available yet: {', '.join(PENDING_MODELS)})"
+    )
+
+
+def _settings_from_params(params: Any) -> tuple[AttributionSettings, float | None]:
+    """Validated model settings and lookback (days, or None: no window) from `params`."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValueError("'params' must be an object")
+    unknown = sorted(set(params) - set(PATHS_FILE_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown params {unknown}; known params: {', '.join(PATHS_FILE_PARAMS)}")
+    lookback = params.get("lookback_days")
+    if lookback is not None and (
+        isinstance(lookback, bool)
+        or not isinstance(lookback, int | float)
+        or not math.isfinite(lookback)
+        or lookback <= 0
+    ):
+        raise ValueError(
+            f"params.lookback_days must be a positive number of days, not {lookback!r}"
+        )
+    model_params = {k: v for k, v in params.items() if k != "lookback_days"}
+    if isinstance(model_params.get("position_weights"), list):
+        model_params["position_weights"] = tuple(model_params["position_weights"])
+    try:
+        settings = AttributionSettings(**model_params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"params.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(problems) from None
+    return settings, lookback
+
+
+def _timestamp(value: Any, where: str) -> str | None:
+    """An ISO 8601 time as UTC text DuckDB reads exactly; naive times are taken as UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where} must be an ISO 8601 time or null, not {value!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{where} is not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).isoformat()
+
+
+def _number(value: Any, where: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"{where} must not be negative, not {value!r}")
+    return float(value)
+
+
+def _paths_columns(paths: Any, needs_time: bool, lookback: float | None) -> tuple[dict, dict]:
+    """Validate the `paths` list and lay it out as columns (paths, touches) for DuckDB."""
+    if not isinstance(paths, list):
+        raise ValueError("'paths' must be a list")
+    path_cols: dict[str, list] = {
+        k: [] for k in ("path_id", "path_count", "conversions", "value", "conversion_ts")
+    }
+    touch_cols: dict[str, list] = {k: [] for k in ("path_id", "seq", "channel", "ts")}
+    for i, path in enumerate(paths):
+        where = f"paths[{i}]"
+        if not isinstance(path, dict):
+            raise ValueError(f"{where} must be an object")
+        converted = path.get("converted", True)
+        if not isinstance(converted, bool):
+            raise ValueError(f"{where}.converted must be true or false")
+        touches = path.get("touches")
+        if not isinstance(touches, list):
+            raise ValueError(f"{where}.touches must be a list")
+        count = _number(path.get("count"), f"{where}.count", 1.0)
+        conversions = _number(path.get("conversions"), f"{where}.conversions", 1.0)
+        value = _number(path.get("value"), f"{where}.value", 0.0)
+        conversion_ts = _timestamp(path.get("conversion_ts"), f"{where}.conversion_ts")
+        if not converted:
+            # non-converting paths get no credit from the heuristic models
+            continue
+        if (needs_time or lookback is not None) and conversion_ts is None:
+            raise ValueError(f"{where}.conversion_ts is needed by this model or lookback_days")
+        previous = None
+        for j, touch in enumerate(touches):
+            here = f"{where}.touches[{j}]"
+            if not isinstance(touch, dict):
+                raise ValueError(f"{here} must be an object")
+            channel = touch.get("channel")
+            if not isinstance(channel, str) or not channel:
+                raise ValueError(f"{here}.channel must be a non-empty string")
+            ts = _timestamp(touch.get("ts"), f"{here}.ts")
+            if ts is None and (needs_time or lookback is not None):
+                raise ValueError(f"{here}.ts is needed by this model or lookback_days")
+            # touches are taken in the order listed, which must be oldest first
+            if ts is not None and previous is not None and ts < previous:
+                raise ValueError(f"{where}.touches must be listed oldest first ({here})")
+            previous = ts if ts is not None else previous
+            for key, item in zip(touch_cols, (i, j + 1, channel, ts), strict=True):
+                touch_cols[key].append(item)
+        for key, item in zip(path_cols, (i, count, conversions, value, conversion_ts), strict=True):
+            path_cols[key].append(item)
+    return path_cols, touch_cols
+
+
+_PATHS_FILE_TOUCHES_SQL = f"""
+create temp table path_touches as
+select
+    t.path_id as conversion_id,
+    t.seq,
+    t.path_id || ':' || t.seq as touch_id,
+    t.channel,
+    t.channel as credit_channel,
+    t.ts as touch_time,
+    true as is_click,
+    lower(t.channel) = lower('{DIRECT_CHANNEL}') as is_direct,
+    t.channel = '{PUSH_CHANNEL}' as is_push,
+    null::varchar as campaign_id
+from file_touches as t
+join path_conversions as p
+    on p.conversion_id = t.path_id
+-- the same window as the pipeline's: nothing after the conversion, nothing before the lookback
+where (t.ts is null or p.conversion_time is null or t.ts <= p.conversion_time)
+    and (
+        $lookback_us is null
+        or epoch_us(p.conversion_time) - epoch_us(t.ts) <= $lookback_us
+    )
+"""
+
+_PATHS_FILE_TOTALS_SQL = """
+with
+credits as ({credits}),
+weighted as (
+    -- `count` repeats a whole path row; `value` is the row's value, `conversions` its count
+    select
+        c.channel,
+        c.value_credit * p.path_count as value_credit,
+        c.credit * p.conversions * p.path_count as conversion_credit
+    from credits as c
+    join path_conversions as p
+        using (conversion_id)
+    where c.model = $model
+),
+channels as (
+    -- every channel of a converting path is listed, with 0 when the model gave it nothing
+    select channel from path_touches
+    union
+    select channel from weighted
+)
+select
+    ch.channel,
+    coalesce(sum(w.value_credit), 0.0) as value_credit,
+    coalesce(sum(w.conversion_credit), 0.0) as conversion_credit
+from channels as ch
+left join weighted as w
+    using (channel)
+group by ch.channel
+order by ch.channel
+"""
+
+
+def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
+    """Credit per channel for a SPEC 4.3 paths document, with the pipeline's model SQL.
+
+    Returns {"credits": {channel: value credit}, "conversions": {channel: conversion credit}}.
+    Raises ValueError, with a message naming the bad key, for a document it cannot run.
+    """
+    if not isinstance(document, dict):
+        raise ValueError("the paths document must be a JSON object")
+    settings, lookback = _settings_from_params(document.get("params"))
+    model = resolve_model(document.get("model"), settings)
+    path_cols, touch_cols = _paths_columns(
+        document.get("paths"), needs_time=model == "time_decay", lookback=lookback
+    )
+    lookback_us = None if lookback is None else round(lookback * _MICROS_PER_DAY)
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute(
+            """
+            create temp table path_conversions as
+            select
+                unnest($path_id::bigint[]) as conversion_id,
+                unnest($path_count::double[]) as path_count,
+                unnest($conversions::double[]) as conversions,
+                unnest($value::double[]) as value,
+                unnest($conversion_ts::varchar[])::timestamptz as conversion_time
+            """,
+            path_cols,
+        )
+        con.execute(
+            """
+            create temp table file_touches as
+            select
+                unnest($path_id::bigint[]) as path_id,
+                unnest($seq::bigint[]) as seq,
+                unnest($channel::varchar[]) as channel,
+                unnest($ts::varchar[])::timestamptz as ts
+            """,
+            touch_cols,
+        )
+        con.execute(_PATHS_FILE_TOUCHES_SQL, {"lookback_us": lookback_us})
+        rows = con.execute(
+            _PATHS_FILE_TOTALS_SQL.format(
+                credits=credit_sql("path_touches", "path_conversions", settings)
+            ),
+            {"model": model},
+        ).fetchall()
+    finally:
+        con.close()
+    return {
+        "credits": {channel: value for channel, value, _ in rows},
+        "conversions": {channel: conversions for channel, _, conversions in rows},
+    }
