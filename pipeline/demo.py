@@ -111,8 +111,8 @@ _RETURN_MIX = (("Email", 30), ("Organic Search", 25), (DIRECT, 35), ("Paid Searc
 
 # Chance that a push touch brings the person back later through another channel, by how
 # strongly the push was engaged with: this is what makes push genuinely assist conversions.
-_RETURN_CHANCE = {"click": 0.22, "influenced": 0.12, "impression": 0.04}
-_PURCHASE_CHANCE = {"organic": 0.02, "push_open": 0.08, "return": 0.33, "renewal": 0.0}
+_RETURN_CHANCE = {"click": 0.15, "influenced": 0.08, "impression": 0.025}
+_PURCHASE_CHANCE = {"organic": 0.025, "push_open": 0.08, "return": 0.25, "renewal": 0.0}
 _SUB_CHANCE = {"organic": 0.04, "push_open": 0.12, "return": 0.12, "renewal": 0.0}
 _PUSH_OPEN_DIRECT_SHARE = 0.30
 _ASSIST_RANK = {"click": 3, "influenced": 2, "impression": 1}
@@ -264,18 +264,16 @@ def _traffic(rng: random.Random, channel: str, web: bool) -> dict:
 class _Builder:
     """Simulates people one at a time and collects their events with the true person of each."""
 
-    def __init__(self, seed: int, start: date, days: int, people: int):
+    def __init__(self, seed: int, start: date, days: int):
         self.rng = random.Random(seed)
         self.start_ts = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
         self.days = days
         self.end_ts = self.start_ts + days * DAY
-        self.people = people
         self.events: list[dict] = []
         self._ids: set[str] = set()
         self._session_n = 0
         self._order_n = 0
         self._message_n = 0
-        self.duplicate_order_events = 0
         self.broadcasts = self._schedule_broadcasts()
 
     # -- ids ---------------------------------------------------------------------------------
@@ -385,9 +383,10 @@ class _Builder:
         app_push = bool(devices) and rng.random() < 0.7
         web_push = cookie is not None and rng.random() < 0.35
         junk = None
-        if rng.random() < 0.03:
-            column = "anonymous_id" if devices else "device_id"
-            junk = (column, rng.choice(JUNK_IDS))
+        if n % 20 == 0:
+            # Every 20th person, so each placeholder value is shared by several people even in
+            # a small run: the identity stage must not link them through it.
+            junk = ("anonymous_id" if devices else "device_id", JUNK_IDS[n // 20 % 3])
         period = self.end_ts - self.start_ts
         return _Person(
             key=key,
@@ -640,8 +639,7 @@ class _Builder:
             # purchase event of an order counts.
             later = ts + rng.randint(2, 40)
             props = json.dumps({"items": items, "shipping": 4.99, "reported_by": "server"})
-            if self.emit(p.key, later, "purchase", {**fields, "properties": props}) is not None:
-                self.duplicate_order_events += 1
+            self.emit(p.key, later, "purchase", {**fields, "properties": props})
 
     def renewal(self, p: _Person, ts: int, plan) -> None:
         """A subscription renewal: mostly done in a session, otherwise charged by the server."""
@@ -660,6 +658,18 @@ class _Builder:
         surface = rng.choice(self.surfaces(p))
         channel = _pick(rng, (((DIRECT, 60), ("Email", 40))))
         self.visit(p, ts, surface, channel, "renewal", plan=plan, renewal=True)
+
+    def unknown_events(self, persons: list[_Person]) -> int:
+        """A few events whose name is outside the canonical vocabulary: valid rows, which the
+        pipeline keeps as `other`."""
+        app_users = [p for p in persons if p.devices and p.user_id]
+        written = 0
+        for p in self.rng.sample(app_users, min(3, len(app_users))):
+            ts = self.start_ts + self.rng.randrange(self.days * DAY)
+            props = json.dumps({"rating": self.rng.randint(1, 5), "store": "app_store"})
+            fields = {**self.ids(p, 0, ts), "properties": props}
+            written += self.emit(p.key, ts, UNKNOWN_EVENT_NAME, fields) is not None
+        return written
 
     def force_logins(self, p: _Person) -> None:
         """Log a known person in on every surface that otherwise stays anonymous.
@@ -1007,7 +1017,15 @@ def _role(touches: list[_Touch], lo: int, hi: int) -> dict:
     }
 
 
-def expected_results(events: list[dict], settings: Settings) -> tuple[list[dict], int, int]:
+@dataclass(frozen=True)
+class _Truth:
+    conversions: list[dict]
+    push_opened_sessions: int
+    push_opened_direct_sessions: int
+    duplicate_order_events: int
+
+
+def expected_results(events: list[dict], settings: Settings) -> _Truth:
     """Each conversion's true person and push role, from the generator's own knowledge.
 
     Only the default last-touch rule (last non-direct) is implemented: this is a check on the
@@ -1028,6 +1046,7 @@ def expected_results(events: list[dict], settings: Settings) -> tuple[list[dict]
         opened_direct += n_direct
     rows = []
     seen_orders: set[tuple[str, str]] = set()
+    repeated_orders = 0
     for person, person_events in by_person.items():
         for e in person_events:
             ctype = type_of.get(e["event_name"])
@@ -1036,6 +1055,7 @@ def expected_results(events: list[dict], settings: Settings) -> tuple[list[dict]
             definition = settings.conversions[ctype]
             if definition.dedupe_by_order_id and e.get("order_id"):
                 if (ctype, e["order_id"]) in seen_orders:
+                    repeated_orders += 1
                     continue
                 seen_orders.add((ctype, e["order_id"]))
             cents = e.get("_cents")
@@ -1055,7 +1075,7 @@ def expected_results(events: list[dict], settings: Settings) -> tuple[list[dict]
                 }
             )
     rows.sort(key=lambda r: (r["conversion_time"], r["conversion_event_id"]))
-    return rows, opened, opened_direct
+    return _Truth(rows, opened, opened_direct, repeated_orders)
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -1143,29 +1163,35 @@ def _write_file(path: Path, fmt: str, rows: list[dict]) -> None:
         pq.write_table(_parquet_table(rows), path)
 
 
-def _broken_rows(b: _Builder, templates: list[dict]) -> list[tuple[str, str, dict]]:
-    """Rows the ingest must quarantine: (reason, preferred file format, row)."""
-    rng = b.rng
+# Rows the ingest must quarantine, with the file format each goes to: Parquet cannot hold a
+# bad timestamp or a line that is not JSON, so those go to the text formats.
+_BROKEN = (
+    ("invalid_json", "jsonl"),
+    ("invalid_json", "jsonl"),
+    ("missing_event_id", "jsonl"),
+    ("missing_event_id", "csv"),
+    ("bad_timestamp", "jsonl"),
+    ("bad_timestamp", "csv"),
+    ("no_identifier", "jsonl"),
+    ("no_identifier", "parquet"),
+)
 
-    def copy() -> dict:
-        row = {k: v for k, v in rng.choice(templates).items() if k != "_ch"}
-        row["event_id"] = b.event_id()
-        return row
 
-    out = []
-    for _ in range(2):
-        line = _json_line(copy())
-        out.append(("invalid_json", "jsonl", {"_raw": line[: len(line) // 2]}))
-    for fmt in ("jsonl", "csv"):
-        row = copy()
+def _break(reason: str, fmt: str, template: dict, event_id: str) -> dict:
+    """A copy of a real event, with a new id, broken in one way."""
+    row = {k: v for k, v in template.items() if k != "_ch"}
+    row["event_id"] = event_id
+    if reason == "invalid_json":
+        line = _json_line(row)
+        return {"_raw": line[: len(line) // 2], "_t": row["_t"]}
+    if reason == "missing_event_id":
         del row["event_id"]
-        out.append(("missing_event_id", fmt, row))
-    for fmt, text in (("jsonl", "2024-13-45T99:00:00Z"), ("csv", "yesterday 10am")):
-        out.append(("bad_timestamp", fmt, {**copy(), "_time_text": text}))
-    for fmt in ("jsonl", "parquet"):
-        row = {k: v for k, v in copy().items() if k not in _IDENTIFIERS}
-        out.append(("no_identifier", fmt, row))
-    return out
+    elif reason == "bad_timestamp":
+        row["_time_text"] = "2024-13-45T99:00:00Z" if fmt == "jsonl" else "yesterday 10am"
+    elif reason == "no_identifier":
+        for key in _IDENTIFIERS:
+            row.pop(key, None)
+    return row
 
 
 def _remove_old_demo_files(canonical: Path) -> None:
@@ -1216,6 +1242,50 @@ def _write_truth(truth_dir: Path, events: list[dict], conversions: list[dict]) -
     pq.write_table(pa.table(columns), truth_dir / "conversions.parquet")
 
 
+def _lay_out(b: _Builder, events: list[dict]) -> tuple[dict[int, list[dict]], int, int, dict]:
+    """Rows of each daily file: a few events arrive a day late, a few twice, a few broken.
+
+    Returns the rows by day index, and the late, duplicate and broken (by reason) counts.
+    """
+    rng, days = b.rng, b.days
+
+    def day_of(e: dict) -> int:
+        return (e["_t"] - b.start_ts) // DAY
+
+    files: dict[int, list[dict]] = {d: [] for d in range(days)}
+    late: dict[int, list[dict]] = {d: [] for d in range(days)}
+    late_rows = 0
+    for e in events:
+        d = day_of(e)
+        if d + 1 < days and not e["event_id"].startswith("story_") and rng.random() < 0.01:
+            late[d + 1].append(e)
+            late_rows += 1
+        else:
+            files[d].append(e)
+    for d in range(days):
+        # Late arrivals come at the end of the next day's export.
+        files[d].extend(late[d])
+    randoms = [e for e in events if not e["event_id"].startswith("story_")]
+    duplicates = rng.sample(randoms, max(1, len(randoms) // 250))
+    for e in duplicates:
+        d = min(day_of(e) + rng.randint(0, 1), days - 1)
+        files[d].insert(rng.randint(0, len(files[d])), e)
+    broken: dict[str, int] = {}
+    for reason, fmt in _BROKEN:
+        candidates = [d for d in range(days) if _day_format(d) == fmt]
+        if not candidates:
+            fmt = "jsonl"
+            candidates = [d for d in range(days) if _day_format(d) == fmt]
+        d = rng.choice(candidates)
+        # The broken row copies an event of the file's own day, so its time fits the file.
+        same_day = [e for e in randoms if day_of(e) == d] or randoms
+        views = [e for e in same_day if e["event_name"] in ("page_view", "screen_view")]
+        template = rng.choice(views or same_day)
+        files[d].insert(rng.randint(0, len(files[d])), _break(reason, fmt, template, b.event_id()))
+        broken[reason] = broken.get(reason, 0) + 1
+    return files, late_rows, len(duplicates), dict(sorted(broken.items()))
+
+
 def generate_demo(
     landing_root: Path,
     *,
@@ -1241,56 +1311,22 @@ def generate_demo(
         raise ValueError(f"the truth folder {truth_dir} must be outside the landing root")
     settings = Settings()
     clock = time.perf_counter()
-    b = _Builder(seed, start, days, people)
+    b = _Builder(seed, start, days)
     n_stories = len(_story_scripts(b.start_ts)) if days >= STORY_MIN_DAYS else 0
     if n_stories:
         b.stories()
     persons = [b.make_person(n) for n in range(1, people - n_stories + 1)]
     for p in persons:
         b.simulate(p)
-    app_users = [p for p in persons if p.devices and p.user_id]
-    unknown_rows = 0
-    for p in b.rng.sample(app_users, min(3, len(app_users))):
-        # A name outside the canonical vocabulary: valid, kept by the pipeline as `other`.
-        ts = b.start_ts + b.rng.randrange(days * DAY)
-        props = json.dumps({"rating": b.rng.randint(1, 5), "store": "app_store"})
-        fields = {**b.ids(p, 0, ts), "properties": props}
-        unknown_rows += b.emit(p.key, ts, UNKNOWN_EVENT_NAME, fields) is not None
-    assert UNKNOWN_EVENT_NAME not in EVENT_NAMES
+    unknown_rows = b.unknown_events(persons)
     events = sorted(b.events, key=lambda e: (e["_t"], e["event_id"]))
-    conversions, opened, opened_direct = expected_results(events, settings)
+    names = {e["event_name"] for e in events} - {UNKNOWN_EVENT_NAME}
+    if not names <= set(EVENT_NAMES):
+        raise AssertionError(f"demo wrote non-canonical names {sorted(names - set(EVENT_NAMES))}")
+    truth = expected_results(events, settings)
+    conversions = truth.conversions
 
-    # Lay the events out in daily files: a few arrive a day late, a few twice, a few broken.
-    rng = b.rng
-    files: dict[int, list[dict]] = {d: [] for d in range(days)}
-    late: dict[int, list[dict]] = {d: [] for d in range(days)}
-    late_rows = 0
-    for e in events:
-        d = (e["_t"] - b.start_ts) // DAY
-        if d + 1 < days and not e["event_id"].startswith("story_") and rng.random() < 0.01:
-            late[d + 1].append(e)
-            late_rows += 1
-        else:
-            files[d].append(e)
-    for d in range(days):
-        files[d].extend(late[d])
-    randoms = [e for e in events if not e["event_id"].startswith("story_")]
-    duplicates = rng.sample(randoms, max(1, len(randoms) // 250))
-    for e in duplicates:
-        d = min((e["_t"] - b.start_ts) // DAY + rng.randint(0, 1), days - 1)
-        files[d].insert(rng.randint(0, len(files[d])), e)
-    templates = [e for e in randoms if e["event_name"] in ("page_view", "screen_view")]
-    broken: dict[str, int] = {}
-    for reason, fmt, row in _broken_rows(b, templates or randoms):
-        candidates = [d for d in range(days) if _day_format(d) == fmt]
-        if not candidates:
-            candidates = [d for d in range(days) if _day_format(d) == "jsonl"]
-        d = rng.choice(candidates)
-        if "_t" not in row:
-            row["_t"] = b.start_ts + d * DAY
-        files[d].insert(rng.randint(0, len(files[d])), row)
-        broken[reason] = broken.get(reason, 0) + 1
-
+    files, late_rows, duplicates, broken = _lay_out(b, events)
     canonical = landing_root / "canonical"
     _remove_old_demo_files(canonical)
     written: list[str] = []
@@ -1320,17 +1356,17 @@ def generate_demo(
         files=tuple(written),
         rows_written=sum(by_format.values()),
         events=len(events),
-        duplicate_rows=len(duplicates),
-        broken_rows=dict(sorted(broken.items())),
+        duplicate_rows=duplicates,
+        broken_rows=broken,
         unknown_event_rows=unknown_rows,
         late_rows=late_rows,
         people=len({e["_p"] for e in events}),
         conversions=counts("conversion_type"),
-        duplicate_order_events=b.duplicate_order_events + (1 if n_stories else 0),
+        duplicate_order_events=truth.duplicate_order_events,
         push_roles=counts("push_role"),
         assist_kinds=counts("assist_kind"),
-        push_opened_sessions=opened,
-        push_opened_direct_sessions=opened_direct,
+        push_opened_sessions=truth.push_opened_sessions,
+        push_opened_direct_sessions=truth.push_opened_direct_sessions,
         rows_by_format=dict(sorted(by_format.items())),
     )
     logger.info(
@@ -1352,8 +1388,8 @@ def generate_demo(
         summary.conversions,
         summary.push_roles,
         summary.assist_kinds,
-        opened_direct,
-        opened,
+        summary.push_opened_direct_sessions,
+        summary.push_opened_sessions,
         100 * summary.push_as_direct_rate,
     )
     return summary

@@ -38,9 +38,7 @@ def build_touches(
     register_source_categories(con)
     window_seconds = settings.attribution.push_open_session_window_minutes * 60
     tz = settings.reporting_timezone
-    params = {
-        "start": start,
-        "end": end,
+    margin = {
         "margin_start": start - dt.timedelta(days=MESSAGE_MARGIN_DAYS),
         "margin_end": end + dt.timedelta(days=MESSAGE_MARGIN_DAYS),
     }
@@ -140,7 +138,7 @@ def build_touches(
         from typed as t
         where t.touch_type is not null
         """,
-        params,
+        margin,
     )
     con.execute(
         f"""

@@ -34,8 +34,14 @@ def test_every_asset_is_documented_grouped_partitioned_and_checked(graph):
     for key in asset_graph.get_all_asset_keys():
         node = asset_graph.get(key)
         assert node.description and "Grain:" in node.description, key
-        assert node.group_name in {"ingest", "identity", "touches", "conversions", "attribution",
-                                   "marts"}, key
+        assert node.group_name in {
+            "ingest",
+            "identity",
+            "touches",
+            "conversions",
+            "attribution",
+            "marts",
+        }, key
         assert node.metadata["dagster/column_schema"].columns, key
         assert node.owners, key
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
@@ -44,9 +50,17 @@ def test_every_asset_is_documented_grouped_partitioned_and_checked(graph):
     # One shared daily definition for every partitioned asset.
     assert len(partitions) == 1
     # Every stage has checks; the quality-log tables are checked through staging.events.
-    for stage_key in ("staging/events", "core/identity_map", "core/event_persons", "core/touches",
-                      "core/conversions", "core/conversion_paths", "core/attribution_credits",
-                      "marts/push_assisted_conversions_daily", "marts/push_campaign_daily"):
+    for stage_key in (
+        "staging/events",
+        "core/identity_map",
+        "core/event_persons",
+        "core/touches",
+        "core/conversions",
+        "core/conversion_paths",
+        "core/attribution_credits",
+        "marts/push_assisted_conversions_daily",
+        "marts/push_campaign_daily",
+    ):
         assert dg.AssetKey.from_user_string(stage_key) in checked, stage_key
 
 

@@ -119,7 +119,9 @@ def test_values_are_typed_and_lineage_kept(landing):
     props = con.execute("select properties from staging.events where event_id = 'e3'").fetchall()
     assert json.loads(props[0][0]) == {"original_event_name": "app_rating"}
     # An offset time is converted to UTC: 08:00+02:00 is 06:00Z on the 3rd.
-    (when,) = con.execute("select event_time from staging.events where event_id = 'e7'").fetchall()[0]
+    (when,) = con.execute("select event_time from staging.events where event_id = 'e7'").fetchall()[
+        0
+    ]
     assert when == dt.datetime(2024, 1, 3, 6, tzinfo=dt.UTC)
 
 

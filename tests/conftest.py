@@ -1,0 +1,53 @@
+"""Shared helpers: run the whole Dagster job in-process on a temporary landing root."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipeline.definitions import JOB_NAME, build_definitions
+from pipeline.schedules import range_tags
+from pipeline.settings import parse_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
+
+
+def run_job(
+    tmp_path: Path, start: dt.date, end: dt.date, **overrides
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """Materialize every asset for [start, end] in one run.
+
+    Returns a read-only connection to the warehouse and the names of the checks that failed.
+    """
+    warehouse = tmp_path / "warehouse.duckdb"
+    settings = parse_settings(
+        {
+            "landing_root": str(tmp_path / "landing"),
+            "warehouse_path": str(warehouse),
+            "first_partition_date": overrides.pop("first_partition_date", "2024-01-01"),
+            **overrides,
+        }
+    )
+    settings_file = tmp_path / "settings.json"
+    settings_file.write_text(json.dumps(settings.model_dump(mode="json")))
+    defs = build_definitions(settings, str(settings_file))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(JOB_NAME).execute_in_process(
+            instance=instance, tags=range_tags(start, end), raise_on_error=True
+        )
+        assert result.success
+        failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    con.execute("set TimeZone = 'UTC'")
+    return con, failed
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.exists():
+        pytest.skip(f"{SHARED} is absent: the shared samples and reference cases are not here")
+    return SHARED
