@@ -146,7 +146,7 @@ def read_parquet_file(data: bytes, path: str) -> pa_arrow.Table:
     for name in table.column_names:
         column = table.column(name)
         if pa_arrow.types.is_timestamp(column.type):
-            # ISO text keeps the instant exact whatever unit the writer used (%S carries the fraction).
+            # ISO text keeps the instant exact whatever unit the writer used (%S has the fraction).
             # A timestamp without a zone is taken as UTC, as the canonical format says.
             zone = "%z" if column.type.tz else ""
             column = pc.strftime(column, format=f"%Y-%m-%dT%H:%M:%S{zone}")

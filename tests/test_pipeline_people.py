@@ -9,7 +9,6 @@ import datetime as dt
 import json
 
 import pytest
-
 from conftest import run_job
 
 PUSH = "Mobile Push Notifications"
