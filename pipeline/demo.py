@@ -456,7 +456,9 @@ class _Builder:
             plan(p.renews_at, "renewal", ())
         if p.opt_out_at is not None:
             surface = 0 if p.app_push else "web"
-            self.emit(p.key, p.opt_out_at, "push_opt_out", self.ids(p, surface, p.opt_out_at))
+            # Like the push events, an opt-out comes from the push provider, which knows the user.
+            fields = {**self.ids(p, surface, p.opt_out_at), "user_id": p.user_id}
+            self.emit(p.key, p.opt_out_at, "push_opt_out", fields)
         while heap:
             ts, _, kind, payload = heapq.heappop(heap)
             if ts >= self.end_ts:
