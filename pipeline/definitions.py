@@ -27,8 +27,6 @@ def build_definitions(settings: Settings, settings_file: str) -> dg.Definitions:
         selection=dg.AssetSelection.all(),
         partitions_def=partitions,
         description="Every stage, from raw landing files to the marts, for a range of days.",
-        # One process runs the steps in order: they share one DuckDB file.
-        executor_def=dg.in_process_executor,
     )
     return dg.Definitions(
         assets=assets,
@@ -36,6 +34,9 @@ def build_definitions(settings: Settings, settings_file: str) -> dg.Definitions:
         schedules=[build_schedule(job, settings)],
         sensors=[build_sensor(job, settings)],
         resources=build_resources(settings, settings_file),
+        # One process runs a run's steps in order: they all write one DuckDB file, which allows
+        # a single writing process (the warehouse pool guards against other runs).
+        executor=dg.in_process_executor,
     )
 
 

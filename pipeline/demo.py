@@ -8,10 +8,20 @@ belongs to (`events.parquet`) and, for every conversion, push's role under the d
 (`conversions.parquet`), computed here by a small implementation of the attribution rules that
 shares no code with the pipeline. Tests and the demo report compare the pipeline against it.
 
+The expected answer follows SPEC 4.1-4.2 at the default settings: touches are sessions (with a
+GA4 channel) and one push touch per message (click at the first open, else influenced open,
+else impression at delivery, where a send without a bounce counts as delivered); a session
+starting within the push-open window after an open is the open's touch; the window
+`[t - lookback, t]` is inclusive; the last non-Direct session or push click is the credited
+last touch. A session whose utm says push (not merged with an open) counts as a push click,
+and GA's assist looks at every session and push click in the window before the last one,
+before any path transform.
+
 Seven scripted "story" people (fixed ids, fixed times, fixed event ids `story_*`) carry cases
 whose answer is easy to reason about by hand: a click assist, an impression-only assist, a
 push-opened session recorded as Direct, conversions one second outside and exactly at the edge
-of the lookback, and a tablet shared by two users.
+of the lookback, and a tablet shared by two users. Their times need at least 10 days, so
+shorter runs leave them out (and then hold no shared device).
 
 Run it from the command line with `python -m pipeline.demo --landing data/landing`.
 """
@@ -120,7 +130,26 @@ _ASSIST_RANK = {"click": 3, "influenced": 2, "impression": 1}
 
 @dataclass(frozen=True)
 class DemoSummary:
-    """What a demo run wrote, with the counts a test or report checks the pipeline against."""
+    """What a demo run wrote, with the counts a test or report checks the pipeline against.
+
+    Attributes:
+        files: the daily files written, relative to `landing_root` (`canonical/YYYY/MM/...`).
+        rows_written: every row or line in those files: events + duplicate_rows + broken rows.
+        events: valid events, once each (the rows of `events.parquet`).
+        duplicate_rows: extra copies of an event, same event id and content.
+        broken_rows: rows the ingest must quarantine, by reason (invalid_json,
+            missing_event_id, bad_timestamp, no_identifier).
+        unknown_event_rows: valid rows named `app_rating`, outside the canonical vocabulary.
+        late_rows: events written in the next day's file instead of their own.
+        people: true persons with at least one valid event.
+        conversions: conversions by type after dedupe by order id (the rows of
+            `conversions.parquet`); duplicate_order_events is how many purchase or subscription
+            events that dedupe dropped.
+        push_roles, assist_kinds: the expected counts of each push role and assist kind.
+        push_opened_sessions: sessions that started within the push-open window after a push
+            open of the same person; push_opened_direct_sessions: those that carried no utm.
+        rows_by_format: rows written as jsonl, csv and parquet.
+    """
 
     seed: int
     start: date
@@ -163,7 +192,8 @@ class DemoSummary:
 class _Device:
     device_id: str
     platform: str
-    # None: logged in before the month began, so every event carries the user id.
+    # When the user first logged in on the device (0: before the month began, so every event
+    # carries the user id); None until then, and events carry only the device id.
     login_at: int | None
     anonymous_sessions: list[tuple[str, int]] = field(default_factory=list)
 
@@ -322,7 +352,7 @@ class _Builder:
         else:
             dev = p.devices[surface]
             out = {"device_id": dev.device_id, "platform": dev.platform}
-            logged_in = dev.login_at is None or ts >= dev.login_at
+            logged_in = dev.login_at is not None and ts >= dev.login_at
             junk_column = "anonymous_id"
         if p.user_id and logged_in:
             out["user_id"] = p.user_id
@@ -350,6 +380,7 @@ class _Builder:
         return out
 
     def make_person(self, n: int) -> _Person:
+        """A random person: an anonymous visitor, or a user on app, web or both."""
         rng = self.rng
         key = f"person_{n:05d}"
         hexid = f"{rng.getrandbits(48):012x}"
@@ -374,11 +405,11 @@ class _Builder:
         surfaces = _pick(rng, (("app", 40), ("web", 30), ("both", 30)))
         devices: list[_Device] = []
         if surfaces in ("app", "both"):
-            devices.append(_Device(f"dev_{hexid}", rng.choice(["ios", "android"]), None))
+            devices.append(_Device(f"dev_{hexid}", rng.choice(["ios", "android"]), 0))
             if rng.random() < 0.2:
                 # A second device (a tablet) used before its first login: cross-device case.
                 second = f"dev_{rng.getrandbits(48):012x}"
-                devices.append(_Device(second, rng.choice(["ios", "android"]), -1))
+                devices.append(_Device(second, rng.choice(["ios", "android"]), None))
         cookie = f"anon_{rng.getrandbits(48):012x}" if surfaces in ("web", "both") else None
         app_push = bool(devices) and rng.random() < 0.7
         web_push = cookie is not None and rng.random() < 0.35
@@ -397,7 +428,8 @@ class _Builder:
             web_push=web_push,
             holdout="control" if rng.random() < 0.1 else "treatment",
             currency="EUR" if rng.random() < 0.2 else "USD",
-            activity=min(rng.expovariate(1 / 0.3), 3.0),
+            # People with a placeholder id are kept active so that the id is actually seen.
+            activity=min(rng.expovariate(1 / 0.3), 3.0) + (0.5 if junk else 0.0),
             open_rate=min(rng.expovariate(1 / 0.1), 0.6),
             sub_prospect=rng.random() < 0.12,
             renews_at=self.start_ts + rng.randrange(period) if rng.random() < 0.1 else None,
@@ -410,6 +442,7 @@ class _Builder:
         )
 
     def surfaces(self, p: _Person) -> list[int | str]:
+        """Where the person shows up: an index into their devices, or `web`."""
         out: list[int | str] = list(range(len(p.devices)))
         if p.cookie:
             out.append("web")
@@ -560,7 +593,7 @@ class _Builder:
         if known and needs_login:
             if web and p.web_login_at is None:
                 p.web_login_at = login_at = t0 + 3
-            elif not web and p.devices[surface].login_at == -1:
+            elif not web and p.devices[surface].login_at is None:
                 p.devices[surface].login_at = login_at = t0 + 3
         start_ids = self.ids(p, surface, t0)
         if "user_id" not in start_ids and known and login_at is None:
@@ -597,7 +630,8 @@ class _Builder:
             step("add_to_cart", {"product_id": product, "quantity": rng.randint(1, 3)})
         if buys:
             step("checkout_start")
-            self.purchase(p, surface, sid, ts + rng.randint(20, 240))
+            ts += rng.randint(20, 240)
+            self.purchase(p, surface, sid, ts)
         elif carts and p.app_push and p.holdout == "treatment" and rng.random() < 0.5:
             plan(ts + rng.randint(3600, 3 * 3600), "message", (CART_CAMPAIGN, "app"))
         if subscribes:
@@ -623,6 +657,7 @@ class _Builder:
             step("lead_submit", {"form": form}, _cents=0 if rng.random() < 0.5 else None)
 
     def purchase(self, p: _Person, surface, sid: str, ts: int) -> None:
+        """A purchase, now and then reported a second time under the same order id."""
         rng = self.rng
         cents = max(499, int(rng.lognormvariate(8.4, 0.6)))
         items = rng.randint(1, 4)
@@ -685,7 +720,7 @@ class _Builder:
         if p.web_login_at is None and p.web_anonymous_sessions:
             pending.append(("web", p.web_anonymous_sessions))
         for i, dev in enumerate(p.devices):
-            if dev.login_at == -1 and dev.anonymous_sessions:
+            if dev.login_at is None and dev.anonymous_sessions:
                 pending.append((i, dev.anonymous_sessions))
         for surface, sessions in pending:
             sid, started = sessions[-1]
@@ -1109,10 +1144,10 @@ def _json_line(row: dict) -> str:
     out.update({c: row[c] for c in _JSON_REST if c in row})
     cents = row.get("_cents")
     if cents is None:
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out)
     # JSON numbers keep their two decimals only when written by hand.
     out["revenue"] = "__REVENUE__"
-    return json.dumps(out, ensure_ascii=False).replace('"__REVENUE__"', _revenue_text(cents))
+    return json.dumps(out).replace('"__REVENUE__"', _revenue_text(cents))
 
 
 def _csv_values(row: dict) -> list[str]:
@@ -1256,9 +1291,12 @@ def _lay_out(b: _Builder, events: list[dict]) -> tuple[dict[int, list[dict]], in
 
     files: dict[int, list[dict]] = {d: [] for d in range(days)}
     late: dict[int, list[dict]] = {d: [] for d in range(days)}
+    views: dict[int, list[dict]] = {d: [] for d in range(days)}
     late_rows = 0
     for e in events:
         d = day_of(e)
+        if e["event_name"] in ("page_view", "screen_view"):
+            views[d].append(e)
         if d + 1 < days and not e["event_id"].startswith("story_") and rng.random() < 0.01:
             late[d + 1].append(e)
             late_rows += 1
@@ -1280,9 +1318,7 @@ def _lay_out(b: _Builder, events: list[dict]) -> tuple[dict[int, list[dict]], in
             candidates = [d for d in range(days) if _day_format(d) == fmt]
         d = rng.choice(candidates)
         # The broken row copies an event of the file's own day, so its time fits the file.
-        same_day = [e for e in randoms if day_of(e) == d] or randoms
-        views = [e for e in same_day if e["event_name"] in ("page_view", "screen_view")]
-        template = rng.choice(views or same_day)
+        template = rng.choice(views[d] or randoms)
         files[d].insert(rng.randint(0, len(files[d])), _break(reason, fmt, template, b.event_id()))
         broken[reason] = broken.get(reason, 0) + 1
     return files, late_rows, len(duplicates), dict(sorted(broken.items()))

@@ -296,10 +296,16 @@ def test_the_identity_rules_recover_every_true_person(files):
     assert max(len(p) for p in junk_people.values()) >= 2
     assert all(r.get("user_id") for r in rows if r["event_name"] == "identify")
     assert sum(r["event_name"] == "identify" for r in rows) > 10
-    never_known = {files["person"][r["event_id"]] for r in rows} - {
-        files["person"][r["event_id"]] for r in rows if r.get("user_id")
-    }
-    assert never_known, "some anonymous visitors never log in"
+    known = {files["person"][r["event_id"]] for r in rows if r.get("user_id")}
+    assert {files["person"][r["event_id"]] for r in rows} - known, "anonymous visitors"
+    stitched = Counter(
+        k
+        for r in rows
+        for k in ("anonymous_id", "device_id")
+        if r.get(k) and not r.get("user_id") and files["person"][r["event_id"]] in known
+    )
+    # History before a login, on the web (backward stitching) and on a second device.
+    assert stitched["anonymous_id"] > 0 and stitched["device_id"] > 0
 
 
 # -- the stories, reasoned by hand -----------------------------------------------------------
@@ -353,6 +359,10 @@ def test_story_conversions_have_the_hand_written_answers(files):
 def test_story_events_say_what_the_answers_assume(files):
     valid = files["valid"]
     by_id = {eid: r for eid, r in valid.items() if eid.startswith("story_")}
+    # Story people have only their scripted events, so the touches below are all they have.
+    story_people = {p for p in files["person"].values() if p.startswith("person_story_")}
+    assert {files["person"][eid] for eid in by_id} == story_people
+    assert all(eid in by_id for eid, p in files["person"].items() if p in story_people)
 
     def one(**match) -> dict:
         found = [r for r in by_id.values() if all(r.get(k) == v for k, v in match.items())]

@@ -93,6 +93,10 @@ def test_anonymous_history_joins_the_user_who_logs_in_later(con):
         ("anonymous_id", "cookie-1"): (alice, "anonymous_stitch", 1),
         ("user_id", "u1"): (alice, "known_user", 1),
     }
+    seen = con.execute(
+        "select first_seen, last_seen from core.identity_map where identifier = 'cookie-1'"
+    ).fetchone()
+    assert seen == (DAY, DAY + dt.timedelta(hours=2))
     assert counts["persons"] == 1
     assert counts["anonymous_event_share"] == 0.0
 
@@ -280,6 +284,7 @@ def test_cookie_wins_over_a_shared_device_on_the_same_event(con):
     add(con, "kim-login", 0, name="identify", user="kim", device="family-pc")
     add(con, "lee-login", 1, name="identify", user="lee", device="family-pc")
     add(con, "lee-cookie", 2, name="identify", user="lee", anon="cookie-l")
+    # The shared PC links nothing, so this cookie's own component (lee) decides.
     add(con, "browse", 3, anon="cookie-l", device="family-pc")
 
     resolve(con)
