@@ -173,12 +173,12 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
     def ingest_events(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource
     ):
-        """Read canonical files under the landing root (any depth), validate and deduplicate."""
+        """Read every source folder under the landing root, validate and deduplicate."""
         config = settings.get()
         start, end = partition_days(context)
         fs, base = ingest.open_landing(config.landing_root)
-        files = ingest.list_files(fs, base, "canonical")
-        context.log.info(f"reading {len(files)} files under {config.landing_root}/canonical")
+        files = ingest.list_files(fs, base)
+        context.log.info(f"reading {len(files)} files under {config.landing_root}")
         with warehouse.get_connection() as con:
             try:
                 ingest.stage_raw_rows(con, fs, files)

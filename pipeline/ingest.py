@@ -25,6 +25,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
+from pipeline import adapters
+from pipeline.adapters import SOURCES
 from pipeline.tables import (
     CANONICAL_COLUMNS,
     EVENT_NAMES,
@@ -42,7 +44,6 @@ HOLDOUT_GROUPS = ("control", "treatment")
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class UnreadableFileError(RuntimeError):
@@ -53,6 +54,7 @@ class UnreadableFileError(RuntimeError):
 class LandingFile:
     path: str
     size: int
+    source: str
 
 
 def open_landing(root: str) -> tuple[pa_fs.FileSystem, str]:
@@ -62,16 +64,23 @@ def open_landing(root: str) -> tuple[pa_fs.FileSystem, str]:
     return pa_fs.LocalFileSystem(), str(PurePosixPath(root))
 
 
-def list_files(fs: pa_fs.FileSystem, base: str, folder: str) -> list[LandingFile]:
-    """Data files under `base/folder`, at any depth, in a stable order."""
-    selector = pa_fs.FileSelector(f"{base}/{folder}", recursive=True, allow_not_found=True)
-    suffixes = JSON_SUFFIXES + CSV_SUFFIXES + PARQUET_SUFFIXES
-    files = [
-        LandingFile(info.path, info.size)
-        for info in fs.get_file_info(selector)
-        if info.type == pa_fs.FileType.File and info.path.lower().endswith(suffixes)
-    ]
-    return sorted(files, key=lambda f: f.path)
+def list_files(
+    fs: pa_fs.FileSystem, base: str, sources: tuple[str, ...] = SOURCES
+) -> list[LandingFile]:
+    """Data files under `base/<source>/` for each source folder, at any depth, in stable order.
+
+    The folder a file lands in says which adapter reads it (the landing layout in the README).
+    """
+    files = []
+    for source in sources:
+        selector = pa_fs.FileSelector(f"{base}/{source}", recursive=True, allow_not_found=True)
+        suffixes = adapters.suffixes(source)
+        files += [
+            LandingFile(info.path, info.size, source)
+            for info in fs.get_file_info(selector)
+            if info.type == pa_fs.FileType.File and info.path.lower().endswith(suffixes)
+        ]
+    return sorted(files, key=lambda f: (f.source, f.path))
 
 
 def _with_lineage(table: pa_arrow.Table, path: str, fmt: str) -> pa_arrow.Table:
@@ -203,7 +212,11 @@ def stage_raw_rows(con: duckdb.DuckDBPyConnection, fs: pa_fs.FileSystem, files: 
         except OSError as exc:
             raise UnreadableFileError(f"{file.path}: cannot be opened: {exc}") from exc
         lower = file.path.lower()
-        if lower.endswith(JSON_SUFFIXES):
+        if file.source != "canonical":
+            rows, rejects = adapters.read(file.source, data, file.path)
+            _insert_table(con, _with_lineage(rows, file.path, file.source))
+            _insert_rejects(con, _with_lineage(rejects, file.path, file.source))
+        elif lower.endswith(JSON_SUFFIXES):
             _insert_json(con, read_json_file(data, file.path))
         elif lower.endswith(CSV_SUFFIXES):
             good, rejects = read_csv_file(data, file.path)
@@ -252,7 +265,13 @@ def _insert_table(con: duckdb.DuckDBPyConnection, table: pa_arrow.Table) -> None
     struct_fields = ", ".join(
         f"'{name}': \"{name}\"" for name in table.column_names if name not in lineage
     )
-    raw_expr = f"to_json({{{struct_fields}}})::varchar" if struct_fields else "'{}'"
+    # Adapters hand over the raw record as they read it; for a table row it is the row as JSON.
+    if "raw" in present:
+        raw_expr = "raw"
+    elif struct_fields:
+        raw_expr = f"to_json({{{struct_fields}}})::varchar"
+    else:
+        raw_expr = "'{}'"
     con.execute(
         f"""
         insert into raw_rows

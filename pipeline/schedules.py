@@ -62,7 +62,7 @@ def build_sensor(job, settings: Settings) -> dg.SensorDefinition:
     )
     def new_landing_files(context: dg.SensorEvaluationContext):
         fs, base = open_landing(settings.landing_root)
-        files = list_files(fs, base, "")
+        files = list_files(fs, base)
         listing = "\n".join(f"{f.path}\t{f.size}" for f in files)
         fingerprint = hashlib.sha256(listing.encode()).hexdigest()[:16]
         if fingerprint == context.cursor:

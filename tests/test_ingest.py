@@ -20,7 +20,7 @@ def run_ingest(landing, start=JAN[0], end=JAN[1], con=None):
     con = con or duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     fs, base = ingest.open_landing(str(landing))
-    files = ingest.list_files(fs, base, "canonical")
+    files = ingest.list_files(fs, base)
     ingest.stage_raw_rows(con, fs, files)
     ingest.type_rows(con, "UTC")
     ingest.split_rows(con, dt.date(2024, 1, 1))
@@ -157,4 +157,4 @@ def test_unreadable_file_is_named(tmp_path):
 
 def test_missing_canonical_folder_reads_nothing(tmp_path):
     fs, base = ingest.open_landing(str(tmp_path))
-    assert ingest.list_files(fs, base, "canonical") == []
+    assert ingest.list_files(fs, base) == []

@@ -1,0 +1,57 @@
+"""Source adapters: each maps one vendor's export shape to canonical events (SPEC 2.1, 2.2).
+
+The landing layout says which adapter reads a file: files under `<landing root>/<source>/`, at
+any depth, belong to that source. Every adapter has the same contract:
+
+    read(data: bytes, path: str) -> (rows, rejects)
+
+- `rows`: a pyarrow table with any of the canonical columns (pipeline.tables.CANONICAL_COLUMNS
+  minus source_file/source_row) as strings, plus `source_row` (int64: the 1-based line or
+  record number in the file) and `raw` (string: the record as read, e.g. the JSON line or the
+  Avro record as JSON). Times are ISO-8601 text in UTC; revenue is decimal text; properties is
+  JSON text. `source` is the adapter's name. A record of a kind the adapter does not know is
+  kept as event_name `other` (with the original name in properties), never dropped.
+- `rejects`: a pyarrow table of `source_row` (int64), `raw` (string) and `reason` (string) for
+  records the adapter could not map at all, in words a person can act on.
+
+Validation, deduplication on (source, event_id) and quarantine of schema failures are shared:
+they happen after the adapter, in pipeline.ingest.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pyarrow as pa
+
+# Landing folders in the order files are read. `canonical` is read by pipeline.ingest itself.
+SOURCES = ("canonical", "ga4", "braze", "segment", "snowplow")
+
+_SUFFIXES = {
+    "canonical": (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq"),
+    "ga4": (".jsonl", ".ndjson", ".json", ".parquet"),
+    "braze": (".avro",),
+    "segment": (".jsonl", ".ndjson", ".json", ".csv"),
+    "snowplow": (".csv", ".tsv"),
+}
+
+
+def suffixes(source: str) -> tuple[str, ...]:
+    """File endings read under a source's landing folder."""
+    return _SUFFIXES[source]
+
+
+def read(source: str, data: bytes, path: str) -> tuple[pa.Table, pa.Table]:
+    """Map one raw file of `source` to canonical rows and rejects (see the module contract)."""
+    module = importlib.import_module(f"pipeline.adapters.{source}")
+    return module.read(data, path)
+
+
+def empty_rejects() -> pa.Table:
+    return pa.table(
+        {
+            "source_row": pa.array([], pa.int64()),
+            "raw": pa.array([], pa.string()),
+            "reason": pa.array([], pa.string()),
+        }
+    )
