@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 
 import duckdb
@@ -193,6 +194,14 @@ def _field_exprs(fmt: str, present: set[str]) -> dict[str, str]:
     return exprs
 
 
+def _read_sibling(fs: pa_fs.FileSystem, path: str, name: str) -> bytes | None:
+    sibling = f"{PurePosixPath(path).parent}/{name}"
+    if fs.get_file_info(sibling).type != pa_fs.FileType.File:
+        return None
+    with fs.open_input_file(sibling) as handle:
+        return handle.read()
+
+
 def stage_raw_rows(con: duckdb.DuckDBPyConnection, fs: pa_fs.FileSystem, files: list[LandingFile]):
     """Read every file into the temp table `raw_rows` (all canonical columns as text).
 
@@ -213,7 +222,9 @@ def stage_raw_rows(con: duckdb.DuckDBPyConnection, fs: pa_fs.FileSystem, files: 
             raise UnreadableFileError(f"{file.path}: cannot be opened: {exc}") from exc
         lower = file.path.lower()
         if file.source != "canonical":
-            rows, rejects = adapters.read(file.source, data, file.path)
+            rows, rejects = adapters.read(
+                file.source, data, file.path, partial(_read_sibling, fs, file.path)
+            )
             _insert_table(con, _with_lineage(rows, file.path, file.source))
             _insert_rejects(con, _with_lineage(rejects, file.path, file.source))
         elif lower.endswith(JSON_SUFFIXES):

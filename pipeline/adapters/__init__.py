@@ -3,7 +3,11 @@
 The landing layout says which adapter reads a file: files under `<landing root>/<source>/`, at
 any depth, belong to that source. Every adapter has the same contract:
 
-    read(data: bytes, path: str) -> (rows, rejects)
+    read(data: bytes, path: str, open_sibling) -> (rows, rejects)
+
+`open_sibling(name)` returns the bytes of another file in the same folder (None when absent),
+for exports that split one event over several files (Snowplow's context tables). A file that
+holds no events of its own (such a context table) returns two empty tables.
 
 - `rows`: a pyarrow table with any of the canonical columns (pipeline.tables.CANONICAL_COLUMNS
   minus source_file/source_row) as strings, plus `source_row` (int64: the 1-based line or
@@ -21,6 +25,7 @@ they happen after the adapter, in pipeline.ingest.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -41,10 +46,12 @@ def suffixes(source: str) -> tuple[str, ...]:
     return _SUFFIXES[source]
 
 
-def read(source: str, data: bytes, path: str) -> tuple[pa.Table, pa.Table]:
+def read(
+    source: str, data: bytes, path: str, open_sibling: Callable[[str], bytes | None]
+) -> tuple[pa.Table, pa.Table]:
     """Map one raw file of `source` to canonical rows and rejects (see the module contract)."""
     module = importlib.import_module(f"pipeline.adapters.{source}")
-    return module.read(data, path)
+    return module.read(data, path, open_sibling)
 
 
 def empty_rejects() -> pa.Table:
