@@ -91,7 +91,9 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
                 count(p.conversion_id),
                 count(*) filter (where p.push_role = t.push_role),
                 count(*) filter (where p.assist_kind is not distinct from t.assist_kind),
-                count(*) filter (where p.last_touch_channel = t.last_touch_channel)
+                count(*) filter (where p.last_touch_channel = t.last_touch_channel),
+                count(*) filter (where p.ga_assist = t.ga_assist),
+                count(*) filter (where p.push_touch_count = t.push_touch_count)
             from truth as t
             left join core.conversion_paths as p
                 on p.conversion_event_id = t.conversion_event_id
@@ -105,6 +107,8 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
             push_role_matches=row[2] / total,
             assist_kind_matches=row[3] / total,
             last_touch_channel_matches=row[4] / total,
+            ga_assist_matches=row[5] / total,
+            push_touch_count_matches=row[6] / total,
         )
     if events.exists():
         # A person is recovered when the pipeline's person holds exactly the true person's events.

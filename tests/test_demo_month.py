@@ -47,6 +47,8 @@ def test_pipeline_recovers_the_generator_truth(demo):
     assert agreement["push_role_matches"] == 1.0
     assert agreement["assist_kind_matches"] == 1.0
     assert agreement["last_touch_channel_matches"] == 1.0
+    assert agreement["ga_assist_matches"] == 1.0
+    assert agreement["push_touch_count_matches"] == 1.0
     assert agreement["events_person_recovered"] == 1.0
 
 
