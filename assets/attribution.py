@@ -1,6 +1,5 @@
 """Attribution: each conversion's path, push's role in it, and credits per model (SPEC 4)."""
 
-
 import dagster as dg
 
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec

@@ -1,6 +1,5 @@
 """Identity: who is who across user ids, anonymous ids and devices (SPEC 3.2)."""
 
-
 import dagster as dg
 
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec

@@ -1,6 +1,5 @@
 """Ingest: raw landing files to validated, deduplicated canonical events (SPEC 2, 3.1)."""
 
-
 import datetime as dt
 
 import dagster as dg

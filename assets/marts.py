@@ -1,6 +1,5 @@
 """Marts: the documented metric tables analysts query (SPEC 5)."""
 
-
 import datetime as dt
 
 import dagster as dg

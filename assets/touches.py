@@ -1,6 +1,5 @@
 """Touches and conversions: what reached each person, and what each person did (SPEC 3.3-3.6)."""
 
-
 import dagster as dg
 
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, table_asset_args
