@@ -48,7 +48,7 @@ run: install
 
 ## Open the Dagster UI on http://127.0.0.1:3000
 ui: install
-	$(RUN) dagster dev -m pipeline.definitions
+	$(RUN) dagster dev -w workspace.yaml
 
 test: install
 	$(RUN) ruff check .

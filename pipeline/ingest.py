@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import PurePosixPath
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
@@ -132,11 +133,13 @@ def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Tabl
         )
     except pa_arrow.ArrowInvalid as exc:
         raise UnreadableFileError(f"{path}: cannot be read as CSV: {exc}") from exc
-    bad_lines = sorted(n for n, _, _ in rejected)
+    bad_lines = np.array([n for n, _, _ in rejected], dtype=np.int64)
     # Line numbers of the good rows: every data line (2, 3, ...) that was not rejected.
     total = table.num_rows + len(bad_lines)
-    good_lines = sorted(set(range(2, total + 2)) - set(bad_lines))[: table.num_rows]
-    table = table.append_column("source_row", pa_arrow.array(good_lines, pa_arrow.int64()))
+    good_lines = np.setdiff1d(np.arange(2, total + 2, dtype=np.int64), bad_lines)
+    table = table.append_column(
+        "source_row", pa_arrow.array(good_lines[: table.num_rows], pa_arrow.int64())
+    )
     rejects = pa_arrow.table(
         {
             "source_row": pa_arrow.array([n for n, _, _ in rejected], pa_arrow.int64()),
