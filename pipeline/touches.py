@@ -1,5 +1,8 @@
 """Touches: sessions with their channel, and one push touch per message (SPEC 3.3).
 
+Sessions are the `session_start` events; for exports without them, the first view of each
+session id starts it, and views with no session id at all are cut into sessions by inactivity.
+
 A message that was opened is a click touch at its first open; one with an influenced open and no
 open is an influenced touch; one delivered (or sent and not bounced: Braze reports sends, not
 deliveries) and never opened is an impression at delivery. A session that starts within the
@@ -20,6 +23,9 @@ from pipeline.tables import PUSH_CHANNEL, TOUCHES
 # Push events of a message can be days apart (sent on Monday, opened on Tuesday); a message is
 # judged on all its events within this margin around the days being built.
 MESSAGE_MARGIN_DAYS = 7
+
+# The usual web-analytics rule for exports that carry no session: 30 minutes of inactivity.
+SESSION_TIMEOUT_MINUTES = 30
 
 PUSH_EVENTS = (
     "push_sent",
@@ -45,28 +51,85 @@ def build_touches(
     # Sessions from the day before are read too: an open late on one day can start a session
     # just after midnight.
     con.execute(
-        """
+        f"""
         create or replace temp table session_events as
+        with activity as (
+            select
+                e.*,
+                p.person_id,
+                p.identity_rule
+            from staging.events as e
+            join core.event_persons as p
+                using (source, event_id)
+            where e.event_name in ('session_start', 'page_view', 'screen_view')
+                and e.event_date between $start - 1 and $end
+        ),
+        recorded_sessions as (
+            select distinct source, session_id
+            from activity
+            where event_name = 'session_start'
+                and session_id is not null
+        ),
+        -- Exports without session_start events (Snowplow) still carry a session id: the first
+        -- view of each such session starts it.
+        sessions_from_ids as (
+            select a.*
+            from activity as a
+            anti join recorded_sessions as r
+                using (source, session_id)
+            where a.session_id is not null
+            qualify row_number() over (
+                partition by a.source, a.session_id
+                order by a.event_time, a.event_id
+            ) = 1
+        ),
+        -- Exports with no session at all (Segment): a view starts a session after
+        -- {SESSION_TIMEOUT_MINUTES} minutes of inactivity, or when it brings a new campaign.
+        unsessioned as (
+            select
+                *,
+                lag(event_time) over by_person as previous_time,
+                lag(concat_ws('/', utm_source, utm_medium, utm_campaign)) over by_person
+                    as previous_campaign
+            from activity
+            where session_id is null
+                and event_name <> 'session_start'
+            window by_person as (partition by person_id, source order by event_time, event_id)
+        ),
+        sessions_from_gaps as (
+            select * exclude (previous_time, previous_campaign)
+            from unsessioned
+            where previous_time is null
+                or event_time > previous_time + interval {SESSION_TIMEOUT_MINUTES} minute
+                or (
+                    coalesce(utm_source, utm_medium, utm_campaign) is not null
+                    and concat_ws('/', utm_source, utm_medium, utm_campaign)
+                        <> previous_campaign
+                )
+        ),
+        starts as (
+            select * from activity where event_name = 'session_start'
+            union all by name
+            select * from sessions_from_ids
+            union all by name
+            select * from sessions_from_gaps
+        )
         select
-            e.event_id,
-            e.event_time,
-            e.session_id,
-            e.platform,
-            e.utm_source,
-            e.utm_medium,
-            e.utm_campaign,
-            e.utm_content,
-            e.utm_term,
-            e.referrer,
-            e.landing_url,
-            e.click_id,
-            p.person_id,
-            p.identity_rule
-        from staging.events as e
-        join core.event_persons as p
-            using (source, event_id)
-        where e.event_name = 'session_start'
-            and e.event_date between $start - 1 and $end
+            event_id,
+            event_time,
+            coalesce(session_id, event_id) as session_id,
+            platform,
+            utm_source,
+            utm_medium,
+            utm_campaign,
+            utm_content,
+            utm_term,
+            referrer,
+            landing_url,
+            click_id,
+            person_id,
+            identity_rule
+        from starts
         """,
         {"start": start, "end": end},
     )

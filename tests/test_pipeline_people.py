@@ -121,6 +121,27 @@ PEOPLE = {
         session("09T11:00:00", source="newsletter", medium="email", user_id="u8"),
         purchase("09T11:30:00", "o8", 80, user_id="u8"),
     ],
+    # No session_start and no session id (as Segment exports): views 30 minutes apart are two
+    # sessions; the first brought the newsletter.
+    "sessionless_views": [
+        ev("page_view", "10T08:00:00", utm_source="newsletter", utm_medium="email", user_id="u9"),
+        ev("page_view", "10T08:10:00", user_id="u9"),
+        ev("page_view", "10T09:00:00", user_id="u9"),
+        purchase("10T09:05:00", "o9", 15, user_id="u9"),
+    ],
+    # A session id but no session_start (as Snowplow exports): its first view starts it.
+    "session_id_without_start": [
+        ev(
+            "page_view",
+            "10T13:00:00",
+            session_id="sp1",
+            utm_source="google",
+            utm_medium="cpc",
+            anonymous_id="a10",
+        ),
+        ev("page_view", "10T13:02:00", session_id="sp1", anonymous_id="a10"),
+        purchase("10T13:03:00", "o10", 25, anonymous_id="a10"),
+    ],
 }
 
 
@@ -253,6 +274,14 @@ def test_two_campaigns_on_one_conversion(warehouse):
     assert per_campaign == {"cmp_a": 2, "cmp_b": 1}  # o1 and o8; o8
 
 
+def test_sessions_without_session_start(warehouse):
+    con, _ = warehouse
+    sessionless, with_id = path_of(con, "o9"), path_of(con, "o10")
+    assert sessionless["path"] == "Email > Direct"
+    assert sessionless["last_touch_channel"] == "Email"  # last_non_direct passes Direct over
+    assert with_id["path"] == "Paid Search"
+
+
 def test_daily_mart_totals(warehouse):
     con, _ = warehouse
     rows = con.execute(
@@ -263,9 +292,9 @@ def test_daily_mart_totals(warehouse):
         from marts.push_assisted_conversions_daily
         """
     ).fetchall()[0]
-    # 9 purchases; push last touch: o3, o6a; headline assists: o1, o4, o6b, o7, o8;
+    # 11 purchases; push last touch: o3, o6a; headline assists: o1, o4, o6b, o7, o8;
     # impression-only: o2.
-    assert rows[:4] == (9, 2, 5, 1)
+    assert rows[:4] == (11, 2, 5, 1)
     assert float(rows[4]) == 50 + 10 + 40 + 70 + 80
     assert float(rows[5]) == 20 + 60
 
