@@ -180,7 +180,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         context.log.info(f"reading {len(files)} files under {config.landing_root}")
         with warehouse.get_connection() as con:
             try:
-                ingest.stage_raw_rows(con, fs, files)
+                ingest.stage_raw_rows(con, fs, files, config.sources.options())
             except ingest.UnreadableFileError as exc:
                 raise dg.Failure(str(exc), metadata={"file": str(exc).split(":")[0]}) from exc
             ingest.type_rows(con, config.reporting_timezone)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import PurePosixPath
@@ -205,7 +206,12 @@ def _read_sibling(fs: pa_fs.FileSystem, path: str, name: str) -> bytes | None:
         return handle.read()
 
 
-def stage_raw_rows(con: duckdb.DuckDBPyConnection, fs: pa_fs.FileSystem, files: list[LandingFile]):
+def stage_raw_rows(
+    con: duckdb.DuckDBPyConnection,
+    fs: pa_fs.FileSystem,
+    files: list[LandingFile],
+    source_options: Mapping[str, Mapping[str, object]] | None = None,
+):
     """Read every file into the temp table `raw_rows` (all canonical columns as text).
 
     Rows that cannot even be parsed (a line that is not a JSON object, a CSV row with the wrong
@@ -226,7 +232,11 @@ def stage_raw_rows(con: duckdb.DuckDBPyConnection, fs: pa_fs.FileSystem, files: 
         lower = file.path.lower()
         if file.source != "canonical":
             rows, rejects = adapters.read(
-                file.source, data, file.path, partial(_read_sibling, fs, file.path)
+                file.source,
+                data,
+                file.path,
+                partial(_read_sibling, fs, file.path),
+                (source_options or {}).get(file.source),
             )
             _insert_table(con, _with_lineage(rows, file.path, file.source))
             _insert_rejects(con, _with_lineage(rejects, file.path, file.source))

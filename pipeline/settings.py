@@ -112,6 +112,30 @@ class CheckSettings(_Strict):
     push_as_direct_rate: Threshold = Threshold(warn=0.05, error=0.20)
 
 
+class BrazeSettings(_Strict):
+    # Braze CustomEvent names that are conversions, mapped to canonical event names, e.g.
+    # {"subscription_renewed": "subscription_renewal"}.
+    custom_events: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("custom_events")
+    @classmethod
+    def _canonical_names(cls, value: dict[str, str]):
+        from pipeline.tables import EVENT_NAMES
+
+        for name, event in value.items():
+            if event not in EVENT_NAMES:
+                raise ValueError(f"{name}: {event!r} is not a canonical event name")
+        return value
+
+
+class SourceSettings(_Strict):
+    braze: BrazeSettings = BrazeSettings()
+
+    def options(self) -> dict[str, dict]:
+        """Each adapter's section, as the plain mapping adapters receive."""
+        return self.model_dump()
+
+
 class Settings(_Strict):
     first_partition_date: dt.date = dt.date(2024, 1, 1)
     reporting_timezone: str = "UTC"
@@ -119,6 +143,7 @@ class Settings(_Strict):
     landing_root: str = str(DEFAULT_LANDING)
     warehouse_path: str = str(DEFAULT_WAREHOUSE)
     channel_rules_file: str = str(DEFAULT_CHANNEL_RULES)
+    sources: SourceSettings = SourceSettings()
     conversions: dict[str, ConversionDefinition] = Field(default_factory=_default_conversions)
     attribution: AttributionSettings = AttributionSettings()
     identity: IdentitySettings = IdentitySettings()

@@ -18,7 +18,7 @@ import duckdb
 import fastavro
 import pytest
 
-from pipeline import ingest
+from pipeline import adapters, ingest
 from pipeline.adapters import braze
 from pipeline.identity import resolve_identity
 from pipeline.settings import IdentitySettings
@@ -489,11 +489,13 @@ def test_purchase_revenue_in_cents_and_rejects_with_reasons():
     assert quantity["order_id"] == "order-9"
 
 
-def test_custom_events_are_other_unless_mapped(monkeypatch):
-    monkeypatch.setitem(
-        braze.CUSTOM_EVENT_CONVERSIONS, "subscription_started", "subscription_start"
-    )
-    rows = by_id(read(FIXTURES / "users.behaviors.CustomEvent.avro")[0])
+def test_custom_events_are_other_unless_mapped_by_the_setting():
+    path = FIXTURES / "users.behaviors.CustomEvent.avro"
+    options = {"custom_events": {"subscription_started": "subscription_start"}}
+    table, _ = adapters.read("braze", path.read_bytes(), str(path), lambda name: None, options)
+    rows = by_id(table.to_pylist())
+    unmapped = by_id(read(path)[0])
+    assert unmapped["custom-a1"]["event_name"] == "other"
     started, banner = rows["custom-a1"], rows["custom-a2"]
     assert started["event_name"] == "subscription_start"
     assert started["platform"] == "android"

@@ -71,3 +71,14 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     file.write_text("- a\n- b\n")
     with pytest.raises(SettingsError, match="must hold a mapping"):
         load_settings(file)
+
+
+def test_braze_custom_events_must_name_canonical_events():
+    settings = parse_settings(
+        {"sources": {"braze": {"custom_events": {"sub_renewed": "subscription_renewal"}}}}
+    )
+    assert settings.sources.options() == {
+        "braze": {"custom_events": {"sub_renewed": "subscription_renewal"}}
+    }
+    with pytest.raises(SettingsError, match="sub: 'renewal' is not a canonical event name"):
+        parse_settings({"sources": {"braze": {"custom_events": {"sub": "renewal"}}}})

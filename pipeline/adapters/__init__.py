@@ -3,10 +3,11 @@
 The landing layout says which adapter reads a file: files under `<landing root>/<source>/`, at
 any depth, belong to that source. Every adapter has the same contract:
 
-    read(data: bytes, path: str, open_sibling) -> (rows, rejects)
+    read(data: bytes, path: str, open_sibling, options) -> (rows, rejects)
 
 `open_sibling(name)` returns the bytes of another file in the same folder (None when absent),
-for exports that split one event over several files (Snowplow's context tables). A file that
+for exports that split one event over several files (Snowplow's context tables). `options` is
+the adapter's section of the `sources` setting (for example Braze's `custom_events`). A file that
 holds no events of its own (such a context table) returns two empty tables.
 
 - `rows`: a pyarrow table with any of the canonical columns (pipeline.tables.CANONICAL_COLUMNS
@@ -25,7 +26,7 @@ they happen after the adapter, in pipeline.ingest.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 
@@ -47,11 +48,15 @@ def suffixes(source: str) -> tuple[str, ...]:
 
 
 def read(
-    source: str, data: bytes, path: str, open_sibling: Callable[[str], bytes | None]
+    source: str,
+    data: bytes,
+    path: str,
+    open_sibling: Callable[[str], bytes | None],
+    options: Mapping[str, object] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Map one raw file of `source` to canonical rows and rejects (see the module contract)."""
     module = importlib.import_module(f"pipeline.adapters.{source}")
-    return module.read(data, path, open_sibling)
+    return module.read(data, path, open_sibling, options or {})
 
 
 def empty_rejects() -> pa.Table:

@@ -20,7 +20,7 @@ and one DuckDB query over the file maps all of them.
 | ...pushnotification.IosForeground | push_delivered | see below |
 | ...pushnotification.Abort / Retry | other | push columns kept |
 | users.behaviors.Purchase | purchase | revenue = price (x quantity) in cents |
-| users.behaviors.CustomEvent | other, or CUSTOM_EVENT_CONVERSIONS[name] | |
+| users.behaviors.CustomEvent | other, or the setting sources.braze.custom_events[name] | |
 | users.behaviors.app.SessionStart | session_start | session_id |
 | users.campaigns.EnrollInControl | holdout_assigned | holdout_group control |
 | users.UserOrphan | identity_merge | see below |
@@ -78,6 +78,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -89,12 +90,6 @@ import pyarrow.compute as pc
 from pipeline.ingest import UnreadableFileError
 
 SOURCE = "braze"
-
-# Custom event name (exact, Braze names are case-sensitive) -> canonical event name, for custom
-# events that are conversions, e.g. {"subscription_started": "subscription_start"}. Unlisted
-# custom events stay `other`. A setting (`braze.custom_event_conversions`) will drive this
-# mapping once the settings wiring lands; until then this dict is the hook.
-CUSTOM_EVENT_CONVERSIONS: dict[str, str] = {}
 
 _PUSH = "users.messages.pushnotification."
 _CUSTOM_EVENT = "users.behaviors.CustomEvent"
@@ -287,8 +282,18 @@ order by source_row
 """
 
 
-def read(data: bytes, path: str, open_sibling) -> tuple[pa.Table, pa.Table]:
-    """Map one Currents Avro file to canonical rows and rejects (see pipeline.adapters)."""
+def read(
+    data: bytes,
+    path: str,
+    open_sibling=None,
+    options: Mapping[str, object] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Map one Currents Avro file to canonical rows and rejects (see pipeline.adapters).
+
+    `options["custom_events"]` maps custom event names to canonical conversion events (the
+    setting `sources.braze.custom_events`); any other custom event is kept as `other`.
+    """
+    custom_events = dict((options or {}).get("custom_events", {}))
     del open_sibling  # every Currents file is self-contained
     schema, raws = _decode(data, path)
     event_type = event_type_of(path, schema)
@@ -321,8 +326,8 @@ def read(data: bytes, path: str, open_sibling) -> tuple[pa.Table, pa.Table]:
     )
     conversions = pa.table(
         {
-            "name": pa.array(list(CUSTOM_EVENT_CONVERSIONS), pa.string()),
-            "canonical": pa.array(list(CUSTOM_EVENT_CONVERSIONS.values()), pa.string()),
+            "name": pa.array(list(custom_events), pa.string()),
+            "canonical": pa.array(list(custom_events.values()), pa.string()),
         }
     )
     # A cursor is a session of its own (its registrations and settings stay its own), and costs

@@ -38,7 +38,7 @@ How the export maps (decisions the export itself does not make for us):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import duckdb
 import pyarrow as pa
@@ -99,7 +99,10 @@ _NOT_SET = "'(not set)'"
 
 
 def read(
-    data: bytes, path: str, open_sibling: Callable[[str], bytes | None]
+    data: bytes,
+    path: str,
+    open_sibling: Callable[[str], bytes | None],
+    options: Mapping[str, object] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Map one GA4 export file (NDJSON or Parquet) to canonical rows and rejects."""
     con = duckdb.connect()

@@ -53,7 +53,7 @@ message with no timestamp or one that is not a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 
 import duckdb
@@ -175,7 +175,10 @@ CSV_FIELDS = {
 
 
 def read(
-    data: bytes, path: str, open_sibling: Callable[[str], bytes | None]
+    data: bytes,
+    path: str,
+    open_sibling: Callable[[str], bytes | None],
+    options: Mapping[str, object] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Map one Segment file (JSON lines or a warehouse CSV table) to canonical rows and rejects.
 

@@ -56,7 +56,7 @@ that reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -228,7 +228,10 @@ CLICK_NETWORKS = {
 
 
 def read(
-    data: bytes, path: str, open_sibling: Callable[[str], bytes | None]
+    data: bytes,
+    path: str,
+    open_sibling: Callable[[str], bytes | None],
+    options: Mapping[str, object] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Map one Snowplow events file (and its split context tables) to canonical rows and rejects.
 
