@@ -55,7 +55,15 @@ def build_push_assisted_daily(con: duckdb.DuckDBPyConnection, start: dt.date, en
                 as assisted_to_last_touch_ratio,
             median(hours_from_last_push) filter (where is_push_assisted)
                 as median_hours_push_to_conversion,
-            count(*) filter (where ga_assist) as ga_assisted_conversions
+            count(*) filter (where ga_assist) as ga_assisted_conversions,
+            count(*) filter (where is_push_assisted and len(stitch_rules) > 0)
+                as stitched_assisted_conversions,
+            count(*) filter (
+                where is_push_assisted and list_contains(stitch_rules, 'anonymous_stitch')
+            ) as anonymous_stitch_assisted_conversions,
+            count(*) filter (
+                where is_push_assisted and list_contains(stitch_rules, 'cross_device')
+            ) as cross_device_assisted_conversions
         from core.conversion_paths
         where conversion_date between $1 and $2
         group by all

@@ -50,6 +50,7 @@ def headline(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
             sum(influenced_assisted_conversions),
             sum(impression_assisted_conversions),
             sum(ga_assisted_conversions),
+            sum(stitched_assisted_conversions),
             sum(assisted_revenue),
             sum(last_touch_revenue)
         from marts.push_assisted_conversions_daily
@@ -63,6 +64,7 @@ def headline(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         "influenced_assisted_conversions",
         "impression_assisted_conversions",
         "ga_assisted_conversions",
+        "stitched_assisted_conversions",
         "assisted_revenue",
         "last_touch_revenue",
     )
@@ -168,6 +170,8 @@ def render(figures: dict[str, float], agreement: dict[str, float]) -> str:
         f"{f['impression_assisted_conversions']:,.0f} (reported apart)",
         f"  assisted / last-touch ratio: {ratio:.2f}",
         f"  GA-style push assists: {f['ga_assisted_conversions']:,.0f}",
+        f"  push-assisted only through identity stitching: "
+        f"{f['stitched_assisted_conversions']:,.0f}",
     ]
     if agreement:
         lines += ["", "agreement with the demo generator's truth"]

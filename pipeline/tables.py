@@ -397,6 +397,23 @@ PUSH_ASSISTED_CONVERSIONS_DAILY = Table(
             "Google Analytics-style assisted conversions: a push click anywhere but the last "
             "click (push may also be the last click).",
         ),
+        (
+            "stitched_assisted_conversions",
+            "bigint",
+            "Push-assisted conversions that exist only through identity stitching: the "
+            "conversion or one of its push touches was put on the person by a rule other than "
+            "a known user id (see stitch_rules in core.conversion_paths).",
+        ),
+        (
+            "anonymous_stitch_assisted_conversions",
+            "bigint",
+            "Of those, the ones that depended on joining anonymous history to a known user.",
+        ),
+        (
+            "cross_device_assisted_conversions",
+            "bigint",
+            "Of those, the ones that depended on joining a device to its user.",
+        ),
     ),
 )
 

@@ -299,6 +299,43 @@ def test_daily_mart_totals(warehouse):
     assert float(rows[5]) == 20 + 60
 
 
+def test_assists_that_exist_only_through_stitching(warehouse):
+    con, _ = warehouse
+    row = con.execute(
+        """
+        select sum(stitched_assisted_conversions), sum(anonymous_stitch_assisted_conversions),
+            sum(cross_device_assisted_conversions)
+        from marts.push_assisted_conversions_daily
+        """
+    ).fetchall()[0]
+    # o6b hangs on the shared-device rule, o7 on the anonymous visitor's later login.
+    assert row == (2, 1, 0)
+
+
+def test_late_login_reattributes_on_the_trailing_window(tmp_path):
+    """An anonymous purchase on day 5 is re-attributed when the login arrives on day 7."""
+    first = [
+        *message("m20", "cmp_a", "04T09:59:00", user="u20", opened="04T10:00:00"),
+        session("05T18:00:00", source="google", medium="organic", anonymous_id="a20"),
+        purchase("05T18:10:00", "o20", 35, anonymous_id="a20"),
+    ]
+    late = [ev("identify", "07T09:00:00", user_id="u20", anonymous_id="a20")]
+    daily = [ev("page_view", f"{day:02d}T06:00:00", user_id="reader") for day in range(1, 8)]
+    folder = tmp_path / "landing" / "canonical"
+    folder.mkdir(parents=True)
+    (folder / "day1.jsonl").write_text("\n".join(json.dumps(r) for r in first + daily) + "\n")
+    con, _ = run_job(tmp_path, dt.date(2024, 1, 1), dt.date(2024, 1, 6))
+    assert path_of(con, "o20")["push_role"] == "none"
+    con.close()
+    # The login lands two days later; the nightly run re-runs the trailing three days.
+    (folder / "day7.jsonl").write_text("\n".join(json.dumps(r) for r in late) + "\n")
+    con, _ = run_job(tmp_path, dt.date(2024, 1, 5), dt.date(2024, 1, 7))
+    p = path_of(con, "o20")
+    assert (p["push_role"], p["assist_kind"]) == ("assist", "click")
+    assert p["stitch_rules"] == ["anonymous_stitch"]
+    con.close()
+
+
 def test_campaign_funnel(warehouse):
     con, _ = warehouse
     row = con.execute(
