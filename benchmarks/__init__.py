@@ -1,0 +1,1 @@
+"""Benchmark commands: speed and memory are measured here, never asserted in timed tests."""
