@@ -102,11 +102,21 @@ def read_json_file(data: bytes, path: str) -> pa_arrow.Table:
     return _with_lineage(table, path, "json")
 
 
-def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Table]:
-    """Good rows as strings, and rows with the wrong number of fields (quarantined as read).
+def csv_header(data: bytes, delimiter: str = ",") -> list[str]:
+    """Column names from the first line of a delimited file."""
+    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
+    return [name.strip().strip('"') for name in first_line.split(delimiter)]
+
+
+def read_delimited(
+    data: bytes, path: str, delimiter: str = ",", kind: str = "CSV"
+) -> tuple[pa_arrow.Table, pa_arrow.Table]:
+    """Good rows as strings with `source_row`, and the rows with the wrong number of fields
+    (`source_row`, `raw`, `reason`), to be quarantined as read.
 
     source_row is the line number, counting the header as line 1; it is exact for files whose
-    fields hold no line breaks.
+    fields hold no line breaks. Tab-separated exports do not quote (their JSON fields hold bare
+    double quotes), so quoting applies to commas only.
     """
     rejected: list[tuple[int, str, str]] = []
 
@@ -120,20 +130,24 @@ def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Tabl
         )
         return "skip"
 
-    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
+    header = csv_header(data, delimiter)
     try:
         table = pa_csv.read_csv(
             pa_arrow.py_buffer(data),
             # A single-threaded read reports each invalid row's physical line number.
             read_options=pa_csv.ReadOptions(use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"' if delimiter == "," else False,
+                invalid_row_handler=on_invalid,
+            ),
             convert_options=pa_csv.ConvertOptions(
-                column_types={name.strip('"'): pa_arrow.string() for name in header},
+                column_types={name: pa_arrow.string() for name in header},
                 strings_can_be_null=True,
             ),
         )
     except pa_arrow.ArrowInvalid as exc:
-        raise UnreadableFileError(f"{path}: cannot be read as CSV: {exc}") from exc
+        raise UnreadableFileError(f"{path}: cannot be read as {kind}: {exc}") from exc
     bad_lines = np.array([n for n, _, _ in rejected], dtype=np.int64)
     # Line numbers of the good rows: every data line (2, 3, ...) that was not rejected.
     total = table.num_rows + len(bad_lines)
@@ -148,6 +162,12 @@ def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Tabl
             "reason": pa_arrow.array([r for _, _, r in rejected], pa_arrow.string()),
         }
     )
+    return table, rejects
+
+
+def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Table]:
+    """A canonical CSV file: rows and rejects (see read_delimited), with their lineage."""
+    table, rejects = read_delimited(data, path)
     return _with_lineage(table, path, "csv"), _with_lineage(rejects, path, "csv")
 
 

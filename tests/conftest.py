@@ -8,6 +8,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pipeline import ingest
 from pipeline.definitions import JOB_NAME, build_definitions
 from pipeline.schedules import range_tags
 from pipeline.settings import parse_settings
@@ -44,6 +45,24 @@ def run_job(
     con = duckdb.connect(str(warehouse), read_only=True)
     con.execute("set TimeZone = 'UTC'")
     return con, failed
+
+
+def run_ingest(
+    landing: Path,
+    start: dt.date,
+    end: dt.date,
+    *,
+    first_date: dt.date | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, int]]:
+    """Ingest every file under `landing` and write the [start, end] days, as the asset does."""
+    con = con or duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    fs, base = ingest.open_landing(str(landing))
+    ingest.stage_raw_rows(con, fs, ingest.list_files(fs, base))
+    ingest.type_rows(con, "UTC")
+    ingest.split_rows(con, first_date or start)
+    return con, ingest.write_range(con, start, end)
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import fastavro
 import pytest
+from conftest import run_ingest
 
 from pipeline import adapters, ingest
 from pipeline.adapters import braze
@@ -45,16 +45,6 @@ def by_id(rows: list[dict]) -> dict[str, dict]:
 
 def props(row: dict) -> dict:
     return json.loads(row["properties"])
-
-
-def run_ingest(landing: Path, start: dt.date, end: dt.date):
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    fs, base = ingest.open_landing(str(landing))
-    ingest.stage_raw_rows(con, fs, ingest.list_files(fs, base))
-    ingest.type_rows(con, "UTC")
-    ingest.split_rows(con, start)
-    return con, ingest.write_range(con, start, end)
 
 
 # --- Braze's public samples ----------------------------------------------------------------

@@ -5,10 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_ingest
 
 from pipeline import ingest
 from pipeline.adapters import ga4
@@ -119,17 +119,6 @@ def typed(record: dict) -> dict:
 
 def _int(value):
     return None if value is None else int(value)
-
-
-def run_ingest(landing: Path, start: dt.date, end: dt.date):
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    fs, base = ingest.open_landing(str(landing))
-    files = ingest.list_files(fs, base, ("ga4",))
-    ingest.stage_raw_rows(con, fs, files)
-    ingest.type_rows(con, "UTC")
-    ingest.split_rows(con, start)
-    return con, ingest.write_range(con, start, end)
 
 
 @pytest.fixture

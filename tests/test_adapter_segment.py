@@ -7,11 +7,10 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
+from conftest import run_ingest
 
-from pipeline import ingest
 from pipeline.adapters import segment
 from pipeline.tables import CANONICAL_COLUMNS
 
@@ -29,17 +28,6 @@ def by_id(rows: pa.Table) -> dict[str, dict]:
     for row in rows.to_pylist():
         found.setdefault(row["event_id"], row)
     return found
-
-
-def run_ingest(landing: Path, start: dt.date, end: dt.date):
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    fs, base = ingest.open_landing(str(landing))
-    files = ingest.list_files(fs, base)
-    ingest.stage_raw_rows(con, fs, files)
-    ingest.type_rows(con, "UTC")
-    ingest.split_rows(con, start)
-    return con, ingest.write_range(con, start, end)
 
 
 # --- the public sample (dbt-labs/segment, Apache-2.0), read in place ---------------------------

@@ -3,9 +3,9 @@
 import datetime as dt
 import json
 
-import duckdb
 import pandas as pd
 import pytest
+from conftest import run_ingest as ingest_landing
 
 from pipeline import ingest
 
@@ -17,14 +17,7 @@ def event(event_id, time="2024-01-02T10:00:00Z", name="session_start", **fields)
 
 
 def run_ingest(landing, start=JAN[0], end=JAN[1], con=None):
-    con = con or duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    fs, base = ingest.open_landing(str(landing))
-    files = ingest.list_files(fs, base)
-    ingest.stage_raw_rows(con, fs, files)
-    ingest.type_rows(con, "UTC")
-    ingest.split_rows(con, dt.date(2024, 1, 1))
-    return con, ingest.write_range(con, start, end)
+    return ingest_landing(landing, start, end, first_date=JAN[0], con=con)
 
 
 def write_jsonl(path, rows):

@@ -61,9 +61,8 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
-from pipeline.ingest import UnreadableFileError
+from pipeline.ingest import csv_header, read_delimited
 
 SOURCE = "snowplow"
 
@@ -238,7 +237,7 @@ def read(
     A context table returns two empty tables: it holds no events of its own.
     """
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    header = _header(data, delimiter)
+    header = csv_header(data, delimiter)
     if "event_id" not in header and "root_id" in header:
         return _empty_rows(), _rejects([], [], [])
     if "event_id" not in header:
@@ -251,7 +250,7 @@ def read(
         return _empty_rows(), _rejects(
             [n for n, _ in numbered], [line for _, line in numbered], [reason] * len(numbered)
         )
-    events, parse_rejects = _read_delimited(data, path, delimiter)
+    events, parse_rejects = read_delimited(data, path, delimiter, "a Snowplow table")
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         con.register("events", events)
@@ -267,53 +266,6 @@ def read(
         ).to_arrow_table()
     rejects = pa.concat_tables([parse_rejects, rejects.cast(parse_rejects.schema)])
     return rows, rejects.sort_by("source_row")
-
-
-def _header(data: bytes, delimiter: str) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
-    return [name.strip().strip('"') for name in first.split(delimiter)]
-
-
-def _read_delimited(data: bytes, path: str, delimiter: str) -> tuple[pa.Table, pa.Table]:
-    """Rows as strings with their line numbers, and the rows with the wrong number of fields.
-
-    Line numbers count the header as line 1; they are exact for files whose fields hold no line
-    breaks (atomic exports do not).
-    """
-    rejected: list[tuple[int, str, str]] = []
-
-    def on_invalid(row) -> str:
-        rejected.append(
-            (
-                row.number or 0,
-                row.text,
-                f"expected {row.expected_columns} fields, found {row.actual_columns}",
-            )
-        )
-        return "skip"
-
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(data),
-            # Single-threaded, so that each invalid row reports its physical line number.
-            read_options=pa_csv.ReadOptions(use_threads=False),
-            # Tab-separated exports do not quote: their JSON fields hold bare double quotes.
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter,
-                quote_char='"' if delimiter == "," else False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in _header(data, delimiter)},
-                strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise UnreadableFileError(f"{path}: cannot be read as a Snowplow table: {exc}") from exc
-    bad = {n for n, _, _ in rejected}
-    good = [n for n in range(2, table.num_rows + len(bad) + 2) if n not in bad][: table.num_rows]
-    table = table.append_column("source_row", pa.array(good, pa.int64()))
-    return table, _rejects(*zip(*rejected, strict=True) if rejected else ([], [], []))
 
 
 def _rejects(rows, raws, reasons) -> pa.Table:
@@ -348,7 +300,7 @@ def _stage_context(
     for name in context.tables:
         data = open_sibling(name)
         if data is not None:
-            table, _ = _read_delimited(data, name, ",")
+            table, _ = read_delimited(data, name, ",", "a Snowplow table")
             break
     if table is None or "root_id" not in table.column_names:
         columns = ", ".join(f"null::varchar as {c}" for c in ["root_id", *outputs])
