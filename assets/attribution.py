@@ -1,10 +1,13 @@
 """Attribution: each conversion's path, push's role in it, and credits per model (SPEC 4)."""
 
+import datetime as dt
+
 import dagster as dg
 
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
 from checks.common import CheckDef, count_check
 from pipeline.attribution import build_paths
+from pipeline.misclassification import build_recorded_touches
 from pipeline.partitions import lookback_mapping, partition_days
 from pipeline.settings import Settings
 from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, CONVERSIONS, TOUCHES
@@ -51,7 +54,12 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         config = settings.get()
         start, end = partition_days(context)
         with warehouse.get_connection() as con:
-            counts = build_paths(con, config.attribution, start, end)
+            touches = "core.touches"
+            if not config.attribution.use_corrected_channels:
+                # The recorded view: sessions a push open started keep their recorded channel.
+                first = start - dt.timedelta(days=config.max_lookback_days + 1)
+                touches = build_recorded_touches(con, config, first, end)
+            counts = build_paths(con, config.attribution, start, end, touches)
             context.log.info(f"paths {start} to {end}: {counts}")
             yield materialized(
                 con,

@@ -9,11 +9,24 @@ import pandas as pd
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, table_asset_args
 from checks import expectations
 from checks.common import CheckDef, count_check, result
-from pipeline.marts import build_push_assisted_daily, build_push_campaign_daily
+from pipeline.marts import (
+    SENSITIVITY_WINDOWS,
+    build_channel_attribution_daily,
+    build_conversion_paths_top,
+    build_lookback_sensitivity,
+    build_push_assisted_daily,
+    build_push_campaign_daily,
+)
+from pipeline.misclassification import build_recorded_touches
 from pipeline.partitions import partition_days
 from pipeline.settings import Settings
 from pipeline.tables import (
+    ATTRIBUTION_CREDITS,
+    CHANNEL_ATTRIBUTION_DAILY,
     CONVERSION_PATHS,
+    CONVERSION_PATHS_TOP,
+    CONVERSIONS,
+    LOOKBACK_SENSITIVITY,
     PUSH_ASSISTED_CONVERSIONS_DAILY,
     PUSH_CAMPAIGN_DAILY,
     STAGING_EVENTS,
@@ -24,6 +37,9 @@ from resources import SettingsResource, Warehouse
 
 ASSISTED = asset_key(PUSH_ASSISTED_CONVERSIONS_DAILY)
 CAMPAIGNS = asset_key(PUSH_CAMPAIGN_DAILY)
+CHANNELS = asset_key(CHANNEL_ATTRIBUTION_DAILY)
+PATHS_TOP = asset_key(CONVERSION_PATHS_TOP)
+SENSITIVITY = asset_key(LOOKBACK_SENSITIVITY)
 
 ASSISTED_WITHIN_TOTAL = CheckDef(
     "assisted_within_total",
@@ -36,6 +52,20 @@ RECONCILES = CheckDef(
 GE_SUITE = CheckDef(
     "great_expectations_suite",
     "The mart's great-expectations suite passes (value ranges, uniqueness of the grain).",
+)
+CHANNEL_CREDITS_RECONCILE = CheckDef(
+    "credits_reconcile_with_conversions",
+    "For every day and model, the conversions credited to channels add up to the day's "
+    "conversions.",
+)
+PATHS_RECONCILE = CheckDef(
+    "paths_reconcile_with_conversions",
+    "For every day, the conversions over all paths add up to the day's conversions.",
+)
+SENSITIVITY_MATCHES = CheckDef(
+    "configured_window_matches_headline",
+    "At each conversion type's own lookback, the push-assisted and push last-touch counts equal "
+    "those of marts.push_assisted_conversions_daily.",
 )
 RATES_IN_RANGE = CheckDef("rates_within_0_and_1", "Delivery and open rates lie in [0, 1].")
 
@@ -186,4 +216,153 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             )
             yield _expectation_check(con, PUSH_CAMPAIGN_DAILY, CAMPAIGNS, start, end)
 
-    return [push_assisted_conversions_daily, push_campaign_daily]
+    @dg.asset(
+        key=CHANNELS,
+        deps=[asset_key(ATTRIBUTION_CREDITS)],
+        check_specs=[CHANNEL_CREDITS_RECONCILE.spec(CHANNELS)],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        **table_asset_args(CHANNEL_ATTRIBUTION_DAILY, "marts"),
+    )
+    def channel_attribution_daily(context: dg.AssetExecutionContext, warehouse: Warehouse):
+        start, end = partition_days(context)
+        with warehouse.get_connection() as con:
+            build_channel_attribution_daily(con, start, end)
+            yield materialized(
+                con, CHANNEL_ATTRIBUTION_DAILY, "date", start, end, "date, model, channel"
+            )
+            yield count_check(
+                con,
+                CHANNEL_CREDITS_RECONCILE,
+                CHANNELS,
+                """
+                with credited as (
+                    select date, model, sum(credited_conversions) as credited
+                    from marts.channel_attribution_daily
+                    where date between $1 and $2
+                    group by all
+                ),
+                counted as (
+                    select conversion_date as date, count(*) as conversions
+                    from core.conversion_paths
+                    where conversion_date between $1 and $2
+                    group by all
+                )
+                select c.date, c.model, c.credited, n.conversions
+                from credited as c
+                left join counted as n
+                    using (date)
+                where abs(c.credited - coalesce(n.conversions, 0)) > 1e-6
+                """,
+                [start, end],
+                start,
+                end,
+            )
+
+    @dg.asset(
+        key=PATHS_TOP,
+        deps=[asset_key(CONVERSION_PATHS)],
+        check_specs=[PATHS_RECONCILE.spec(PATHS_TOP)],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        **table_asset_args(CONVERSION_PATHS_TOP, "marts"),
+    )
+    def conversion_paths_top(context: dg.AssetExecutionContext, warehouse: Warehouse):
+        start, end = partition_days(context)
+        with warehouse.get_connection() as con:
+            build_conversion_paths_top(con, start, end)
+            yield materialized(con, CONVERSION_PATHS_TOP, "date", start, end, "date, path_rank")
+            yield count_check(
+                con,
+                PATHS_RECONCILE,
+                PATHS_TOP,
+                """
+                with core as (
+                    select conversion_date as date, count(*) as core_conversions
+                    from core.conversion_paths
+                    where conversion_date between $1 and $2
+                    group by all
+                ),
+                mart as (
+                    select date, sum(conversions) as mart_conversions
+                    from marts.conversion_paths_top
+                    where date between $1 and $2
+                    group by all
+                )
+                select *
+                from core
+                full join mart
+                    using (date)
+                where core_conversions is distinct from mart_conversions
+                """,
+                [start, end],
+                start,
+                end,
+            )
+
+    @dg.asset(
+        key=SENSITIVITY,
+        deps=[asset_key(CONVERSIONS), asset_key(TOUCHES), ASSISTED],
+        check_specs=[SENSITIVITY_MATCHES.spec(SENSITIVITY)],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        **table_asset_args(LOOKBACK_SENSITIVITY, "marts"),
+    )
+    def lookback_sensitivity(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource
+    ):
+        config = settings.get()
+        start, end = partition_days(context)
+        with warehouse.get_connection() as con:
+            touches = "core.touches"
+            if not config.attribution.use_corrected_channels:
+                first = start - dt.timedelta(hours=max(SENSITIVITY_WINDOWS.values()) + 24)
+                touches = build_recorded_touches(con, config, first, end)
+            build_lookback_sensitivity(con, config, start, end, touches)
+            yield materialized(
+                con,
+                LOOKBACK_SENSITIVITY,
+                "date",
+                start,
+                end,
+                "date, conversion_type, window_hours",
+            )
+            yield count_check(
+                con,
+                SENSITIVITY_MATCHES,
+                SENSITIVITY,
+                """
+                with headline as (
+                    select date, conversion_type,
+                        sum(push_assisted_conversions) as assisted,
+                        sum(push_last_touch_conversions) as last_touch
+                    from marts.push_assisted_conversions_daily
+                    where date between $1 and $2
+                    group by all
+                )
+                select s.date, s.conversion_type, s.lookback_window, s.push_assisted_conversions,
+                    h.assisted as headline_assisted, s.push_last_touch_conversions,
+                    h.last_touch as headline_last_touch
+                from marts.lookback_sensitivity as s
+                join headline as h
+                    using (date, conversion_type)
+                where s.date between $1 and $2
+                    and s.is_configured_window
+                    and (s.push_assisted_conversions <> h.assisted
+                        or s.push_last_touch_conversions <> h.last_touch)
+                """,
+                [start, end],
+                start,
+                end,
+            )
+
+    return [
+        push_assisted_conversions_daily,
+        push_campaign_daily,
+        channel_attribution_daily,
+        conversion_paths_top,
+        lookback_sensitivity,
+    ]

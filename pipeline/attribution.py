@@ -37,6 +37,7 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
+from pipeline.models import DATA_DRIVEN_MODELS, PathTable, run_model
 from pipeline.settings import AttributionSettings
 from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, PUSH_CHANNEL
 
@@ -51,8 +52,6 @@ HEURISTIC_MODELS = (
     "time_decay",
     "position_based",
 )
-# Data-driven models the SPEC asks for, which this module does not compute yet.
-PENDING_MODELS = ("markov", "shapley", "fractribution")
 # Names Snowplow's dbt package uses (in the reference cases). `last_touch` means "the credited
 # last touch", so it maps to the model the last_touch_rule parameter names (None here).
 MODEL_ALIASES = {"first_touch": "first_click", "last_touch": None}
@@ -63,6 +62,7 @@ PATHS_FILE_PARAMS = (
     "half_life_days",
     "position_weights",
     "last_touch_rule",
+    "markov_order",
 )
 
 _MICROS_PER_DAY = 86_400_000_000
@@ -362,7 +362,7 @@ window_touches as (
         t.campaign_id,
         t.identity_rule
     from conversions_in_range as c
-    join core.touches as t
+    join {{touches}} as t
         on t.person_id = c.person_id
         and t.touch_time <= c.conversion_time
         and t.touch_time >= c.conversion_time - to_hours(24 * c.lookback_days)
@@ -604,42 +604,69 @@ def ensure_attribution_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ATTRIBUTION_CREDITS.create_sql())
 
 
+def _compute_paths(
+    con: duckdb.DuckDBPyConnection, settings: AttributionSettings, dates: dict, touches: str
+) -> None:
+    """Temp tables _attribution_paths and _attribution_credits for the dates' conversions."""
+    include_views = "true" if settings.include_views_in_models else "false"
+    con.execute(
+        """
+        create or replace temp table _attribution_conversions as
+        select *
+        from core.conversions
+        where conversion_date between $start and $end
+        """,
+        dates,
+    )
+    con.execute(_WINDOW_SQL.format(touches=touches), dates)
+    con.execute(_CREDIT_TOUCHES_SQL.format(include_views=include_views))
+    con.execute(
+        "create or replace temp table _attribution_credits as "
+        + credit_sql("_attribution_credit_touches", "_attribution_conversions", settings)
+    )
+    con.execute("create or replace temp table _attribution_paths as " + _paths_select_sql(settings))
+
+
+def path_roles(
+    con: duckdb.DuckDBPyConnection,
+    settings: AttributionSettings,
+    start: dt.date,
+    end: dt.date,
+    touches: str,
+    into: str,
+) -> None:
+    """Temp table `into`: the conversion_paths rows of start..end computed on `touches`.
+
+    Nothing in core is written: this is how another view of the touches (e.g. the recorded
+    channels, pipeline.misclassification) is compared with the published one.
+    """
+    _compute_paths(con, settings, {"start": start, "end": end}, touches)
+    con.execute(f"create or replace temp table {into} as select * from _attribution_paths")
+    for kind, name in _TEMP_OBJECTS:
+        con.execute(f"drop {kind} if exists {name}")
+
+
 def build_paths(
     con: duckdb.DuckDBPyConnection,
     settings: AttributionSettings,
     start: dt.date,
     end: dt.date,
+    touches: str = "core.touches",
 ) -> dict[str, int]:
     """Rebuild conversion paths and attribution credits for conversions dated start..end.
 
     Replaces that date range of core.conversion_paths and core.attribution_credits (so a
-    re-run changes nothing) and returns counts for the materialization's metadata.
+    re-run changes nothing) and returns counts for the materialization's metadata. `touches`
+    is the relation of touches to read, with core.touches' columns.
     """
     ensure_attribution_tables(con)
     dates = {"start": start, "end": end}
-    include_views = "true" if settings.include_views_in_models else "false"
     path_columns = ", ".join(CONVERSION_PATHS.column_names)
     credit_columns = ", ".join(ATTRIBUTION_CREDITS.column_names)
     con.execute("begin transaction")
     try:
-        con.execute(
-            """
-            create or replace temp table _attribution_conversions as
-            select *
-            from core.conversions
-            where conversion_date between $start and $end
-            """,
-            dates,
-        )
-        con.execute(_WINDOW_SQL, dates)
-        con.execute(_CREDIT_TOUCHES_SQL.format(include_views=include_views))
-        con.execute(
-            "create or replace temp table _attribution_credits as "
-            + credit_sql("_attribution_credit_touches", "_attribution_conversions", settings)
-        )
-        con.execute(
-            "create or replace temp table _attribution_paths as " + _paths_select_sql(settings)
-        )
+        _compute_paths(con, settings, dates, touches)
+        add_data_driven_credits(con, settings, dates, touches)
         for table in ("core.conversion_paths", "core.attribution_credits"):
             con.execute(f"delete from {table} where conversion_date between $start and $end", dates)
         con.execute(
@@ -678,26 +705,218 @@ def build_paths(
 
 
 # ------------------------------------------------------------------------------------------
+# Data-driven models in the pipeline: Markov, Shapley and fractribution credit rows
+# ------------------------------------------------------------------------------------------
+
+_NON_CONVERTING_TOUCHES_SQL = f"""
+create or replace temp table _non_converting_touches as
+with
+day_touches as (
+    select
+        t.*,
+        coalesce(t.channel, '{UNASSIGNED_CHANNEL}') as plain_channel
+    from {{touches}} as t
+    where t.touch_date between $start and $end
+        and (
+            t.touch_type in ('session', 'push_click')
+            or ({{include_views}} and t.touch_type in ('push_influenced', 'push_impression'))
+        )
+),
+unconverted as (
+    -- a touch no conversion of the person follows within that conversion's lookback
+    select *
+    from day_touches as t
+    where not exists (
+        select 1
+        from core.conversions as c
+        where c.person_id = t.person_id
+            and c.conversion_time >= t.touch_time
+            and c.conversion_time <= t.touch_time + to_hours(24 * c.lookback_days)
+    )
+)
+select
+    -- one journey per person and day
+    'null:' || person_id || ':' || touch_date as conversion_id,
+    row_number() over (
+        partition by person_id, touch_date
+        order by touch_time, touch_id
+    ) as seq,
+    touch_id,
+    case touch_type
+        when 'push_impression' then plain_channel || ' (impression)'
+        when 'push_influenced' then plain_channel || ' (influenced)'
+        else plain_channel
+    end as channel,
+    plain_channel as credit_channel,
+    touch_time,
+    touch_date as journey_date,
+    touch_type in ('session', 'push_click') as is_click,
+    lower(plain_channel) = lower('{DIRECT_CHANNEL}') as is_direct,
+    coalesce(is_push, false) or plain_channel = '{PUSH_CHANNEL}' as is_push,
+    campaign_id
+from unconverted
+"""
+
+_MODEL_JOURNEYS_SQL = """
+create or replace temp table _model_touches as
+select * from _attribution_credit_touches
+union all by name
+select * from _non_converting_touches;
+
+create or replace temp table _model_weights as
+select
+    conversion_id,
+    conversion_date as journey_date,
+    1.0::double as conversions,
+    0.0::double as nulls,
+    coalesce(value, 0)::double as value
+from _attribution_conversions
+union all
+select distinct
+    conversion_id,
+    journey_date,
+    0.0::double as conversions,
+    1.0::double as nulls,
+    0.0::double as value
+from _non_converting_touches
+"""
+
+_DATA_DRIVEN_CREDITS_SQL = """
+insert into _attribution_credits
+select
+    r.conversion_id,
+    r.model,
+    r.seq,
+    t.touch_id,
+    r.position::integer as position,
+    coalesce(t.credit_channel, r.channel) as channel,
+    coalesce(t.is_push, false) as is_push,
+    t.campaign_id,
+    r.credit,
+    r.credit * coalesce(c.value, 0)::double as value_credit
+from _model_credit_rows as r
+join _attribution_conversions as c
+    using (conversion_id)
+left join _model_touches as t
+    on t.conversion_id = r.conversion_id
+    and t.seq = r.seq
+"""
+
+
+def _path_steps_sql(touches: str, transform: str) -> str:
+    """Per path of `touches`: its transformed steps, oldest first, and the touch of each."""
+    return f"""
+    with
+    {_transform_ctes(touches, transform)}
+    select
+        conversion_id,
+        list(channel order by slot) as channels,
+        list(credit_channel order by slot) as credit_channels,
+        list(slot_size order by slot) as slot_sizes,
+        list(seq order by slot) as seqs
+    from slot_reps
+    where is_slot_rep
+    group by conversion_id
+    """
+
+
+def add_data_driven_credits(
+    con: duckdb.DuckDBPyConnection,
+    settings: AttributionSettings,
+    dates: dict,
+    touches: str = "core.touches",
+) -> None:
+    """Add Markov, Shapley and fractribution rows to the temp table _attribution_credits.
+
+    The models are fitted on each day of the run on its own: the day's conversions' paths,
+    and its non-converting journeys, which are each person's creditable touches of the day
+    that no conversion of the person follows within its lookback (one journey per person and
+    day). Each conversion's
+    credit is spread over the touches standing for its transformed path's positions, by the
+    model's position weights (pipeline.models), so it sums to 1.
+    """
+    include_views = "true" if settings.include_views_in_models else "false"
+    con.execute(
+        _NON_CONVERTING_TOUCHES_SQL.format(touches=touches, include_views=include_views), dates
+    )
+    con.execute(_MODEL_JOURNEYS_SQL)
+    steps = con.execute(
+        f"""
+        select
+            w.conversion_id,
+            coalesce(s.channels, ['{DIRECT_CHANNEL}']) as channels,
+            coalesce(s.slot_sizes, [1]) as slot_sizes,
+            s.seqs,
+            w.conversions,
+            w.nulls,
+            w.value,
+            w.journey_date
+        from _model_weights as w
+        left join ({_path_steps_sql("_model_touches", settings.path_transform)}) as s
+            using (conversion_id)
+        where s.conversion_id is not null
+            or w.conversions > 0
+        """
+    ).fetchall()
+    credit_rows: dict[str, list] = {
+        k: [] for k in ("conversion_id", "model", "seq", "position", "channel", "credit")
+    }
+    # One fit per day, so a day's credits are the same whichever range a run covers (and a
+    # re-run of one day changes nothing).
+    for day in sorted({s[7] for s in steps}):
+        day_steps = [s for s in steps if s[7] == day]
+        rows = [(s[1], s[2], s[4], s[5], s[6]) for s in day_steps]
+        table = path_table(rows, settings.path_transform)
+        index = {path: i for i, path in enumerate(table.paths)}
+        keys = path_table_keys(rows, settings.path_transform)
+        for model in DATA_DRIVEN_MODELS:
+            credits = run_model(model, table, settings.markov_order)
+            for step, key in zip(day_steps, keys, strict=True):
+                if step[4] <= 0:
+                    continue  # a non-converting journey gets no credit rows
+                weights = credits.position_weights[index[key]]
+                seqs = step[3] or [None]
+                for position, (seq, channel, weight) in enumerate(
+                    zip(seqs, step[1], weights, strict=True), start=1
+                ):
+                    row = (step[0], model, seq, position if seq is not None else None, channel)
+                    for name, item in zip(credit_rows, (*row, float(weight)), strict=True):
+                        credit_rows[name].append(item)
+    con.execute(
+        """
+        create or replace temp table _model_credit_rows as
+        select
+            unnest($conversion_id::varchar[]) as conversion_id,
+            unnest($model::varchar[]) as model,
+            unnest($seq::bigint[]) as seq,
+            unnest($position::bigint[]) as position,
+            unnest($channel::varchar[]) as channel,
+            unnest($credit::double[]) as credit
+        """,
+        credit_rows,
+    )
+    con.execute(_DATA_DRIVEN_CREDITS_SQL)
+    for name in ("_model_credit_rows", "_model_touches", "_model_weights"):
+        con.execute(f"drop table if exists {name}")
+    con.execute("drop table if exists _non_converting_touches")
+
+
+# ------------------------------------------------------------------------------------------
 # The paths file (SPEC 4.3)
 # ------------------------------------------------------------------------------------------
 
 
 def resolve_model(name: Any, settings: AttributionSettings) -> str:
-    """The heuristic model a paths file asks for, or a ValueError naming the known ones."""
-    known = ", ".join(HEURISTIC_MODELS)
+    """The model a paths file asks for, or a ValueError naming the known ones."""
+    known = ", ".join(HEURISTIC_MODELS + DATA_DRIVEN_MODELS)
     if not isinstance(name, str):
         raise ValueError(f"'model' must be a model name, one of: {known}")
-    if name in HEURISTIC_MODELS:
+    if name in HEURISTIC_MODELS or name in DATA_DRIVEN_MODELS:
         return name
     if name in MODEL_ALIASES:
         return MODEL_ALIASES[name] or settings.last_touch_rule
-    if name in PENDING_MODELS:
-        raise ValueError(f"model {name!r} is not available yet; available models: {known}")
     aliases = ", ".join(MODEL_ALIASES)
-    raise ValueError(
-        f"unknown model {name!r}; known models: {known} (aliases: {aliases}; "
-        f"not available yet: {', '.join(PENDING_MODELS)})"
-    )
+    raise ValueError(f"unknown model {name!r}; known models: {known} (aliases: {aliases})")
 
 
 def _settings_from_params(params: Any) -> tuple[AttributionSettings, float | None]:
@@ -757,12 +976,19 @@ def _number(value: Any, where: str, default: float) -> float:
     return float(value)
 
 
-def _paths_columns(paths: Any, needs_time: bool, lookback: float | None) -> tuple[dict, dict]:
-    """Validate the `paths` list and lay it out as columns (paths, touches) for DuckDB."""
+def _paths_columns(
+    paths: Any, needs_time: bool, lookback: float | None, keep_non_converting: bool = False
+) -> tuple[dict, dict]:
+    """Validate the `paths` list and lay it out as columns (paths, touches) for DuckDB.
+
+    Non-converting paths are kept only when `keep_non_converting` (the data-driven models use
+    them; the heuristic models give them no credit).
+    """
     if not isinstance(paths, list):
         raise ValueError("'paths' must be a list")
     path_cols: dict[str, list] = {
-        k: [] for k in ("path_id", "path_count", "conversions", "value", "conversion_ts")
+        k: []
+        for k in ("path_id", "path_count", "conversions", "value", "conversion_ts", "converted")
     }
     touch_cols: dict[str, list] = {k: [] for k in ("path_id", "seq", "channel", "ts")}
     for i, path in enumerate(paths):
@@ -779,10 +1005,10 @@ def _paths_columns(paths: Any, needs_time: bool, lookback: float | None) -> tupl
         conversions = _number(path.get("conversions"), f"{where}.conversions", 1.0)
         value = _number(path.get("value"), f"{where}.value", 0.0)
         conversion_ts = _timestamp(path.get("conversion_ts"), f"{where}.conversion_ts")
-        if not converted:
-            # non-converting paths get no credit from the heuristic models
+        if not converted and not keep_non_converting:
             continue
-        if (needs_time or lookback is not None) and conversion_ts is None:
+        # a non-converting path's window ends at its last touch, so it needs no conversion_ts
+        if converted and (needs_time or lookback is not None) and conversion_ts is None:
             raise ValueError(f"{where}.conversion_ts is needed by this model or lookback_days")
         previous = None
         for j, touch in enumerate(touches):
@@ -801,33 +1027,56 @@ def _paths_columns(paths: Any, needs_time: bool, lookback: float | None) -> tupl
             previous = ts if ts is not None else previous
             for key, item in zip(touch_cols, (i, j + 1, channel, ts), strict=True):
                 touch_cols[key].append(item)
-        for key, item in zip(path_cols, (i, count, conversions, value, conversion_ts), strict=True):
+        row = (i, count, conversions if converted else 0.0, value, conversion_ts, converted)
+        for key, item in zip(path_cols, row, strict=True):
             path_cols[key].append(item)
     return path_cols, touch_cols
 
 
 _PATHS_FILE_TOUCHES_SQL = f"""
 create temp table path_touches as
+with
+windowed as (
+    -- a converting path's window ends at its conversion, a non-converting one's at its last
+    -- touch (the moment the journey was last seen)
+    select
+        t.*,
+        coalesce(p.conversion_time, max(t.ts) over (partition by t.path_id)) as window_end
+    from file_touches as t
+    join path_conversions as p
+        on p.conversion_id = t.path_id
+)
 select
-    t.path_id as conversion_id,
-    t.seq,
-    t.path_id || ':' || t.seq as touch_id,
-    t.channel,
-    t.channel as credit_channel,
-    t.ts as touch_time,
+    path_id as conversion_id,
+    seq,
+    path_id || ':' || seq as touch_id,
+    channel,
+    channel as credit_channel,
+    ts as touch_time,
     true as is_click,
-    lower(t.channel) = lower('{DIRECT_CHANNEL}') as is_direct,
-    t.channel = '{PUSH_CHANNEL}' as is_push,
+    lower(channel) = lower('{DIRECT_CHANNEL}') as is_direct,
+    channel = '{PUSH_CHANNEL}' as is_push,
     null::varchar as campaign_id
-from file_touches as t
-join path_conversions as p
-    on p.conversion_id = t.path_id
+from windowed
 -- the same window as the pipeline's: nothing after the conversion, nothing before the lookback
-where (t.ts is null or p.conversion_time is null or t.ts <= p.conversion_time)
+where (ts is null or window_end is null or ts <= window_end)
     and (
         $lookback_us is null
-        or epoch_us(p.conversion_time) - epoch_us(t.ts) <= $lookback_us
+        or epoch_us(window_end) - epoch_us(ts) <= $lookback_us
     )
+"""
+
+_PATHS_FILE_CONVERTED_SQL = """
+create temp view converted_paths as
+select *
+from path_conversions
+where converted;
+
+create temp view converted_touches as
+select t.*
+from path_touches as t
+semi join converted_paths as p
+    using (conversion_id)
 """
 
 _PATHS_FILE_TOTALS_SQL = """
@@ -840,13 +1089,13 @@ weighted as (
         c.value_credit * p.path_count as value_credit,
         c.credit * p.conversions * p.path_count as conversion_credit
     from credits as c
-    join path_conversions as p
+    join converted_paths as p
         using (conversion_id)
     where c.model = $model
 ),
 channels as (
     -- every channel of a converting path is listed, with 0 when the model gave it nothing
-    select channel from path_touches
+    select channel from converted_touches
     union
     select channel from weighted
 )
@@ -861,19 +1110,84 @@ group by ch.channel
 order by ch.channel
 """
 
+_PATHS_FILE_WEIGHTS_SQL = """
+create temp view path_weights as
+select
+    conversion_id,
+    case when converted then path_count * conversions else 0.0 end as conversions,
+    case when converted then 0.0 else path_count end as nulls,
+    case when converted then path_count * value else 0.0 end as value
+from path_conversions
+"""
+
+
+def model_paths_sql(touches: str, weights: str, transform: str) -> str:
+    """SQL of the distinct transformed paths the data-driven models read, aggregated.
+
+    `touches` is a relation like credit_sql's; `weights` has conversion_id, conversions, nulls
+    and value for every path, converting or not. Each result row is one distinct path:
+    channels (the model's labels, oldest first), slot_sizes (touches each position stands
+    for), conversions, nulls and value. A conversion without touches is the path [Direct], as
+    the heuristic models' fallback; a non-converting path without touches is no journey and
+    is left out.
+    """
+    return f"""
+    select
+        coalesce(s.channels, ['{DIRECT_CHANNEL}']) as channels,
+        coalesce(s.slot_sizes, [1]) as slot_sizes,
+        sum(w.conversions) as conversions,
+        sum(w.nulls) as nulls,
+        sum(w.value) as value
+    from {weights} as w
+    left join ({_path_steps_sql(touches, transform)}) as s
+        using (conversion_id)
+    where s.conversion_id is not null
+        or w.conversions > 0
+    group by all
+    """
+
+
+def path_table(rows: list[tuple], transform: str) -> PathTable:
+    """A PathTable from model_paths_sql rows.
+
+    Under the frequency transform a step is (channel, touches), so fractribution tells
+    `Email(2)` from `Email(1)` as Google's frequency paths do.
+    """
+    return PathTable.build(
+        paths=path_table_keys(rows, transform),
+        channels=[tuple(r[0]) for r in rows],
+        conversions=[r[-3] for r in rows],
+        nulls=[r[-2] for r in rows],
+        values=[r[-1] for r in rows],
+    )
+
+
+def path_table_keys(rows: list[tuple], transform: str) -> list[tuple]:
+    """Each row's path as the models tell paths apart: (channels, slot_sizes, ...) rows."""
+    if transform == "frequency":
+        return [tuple(zip(r[0], r[1], strict=True)) for r in rows]
+    return [tuple(r[0]) for r in rows]
+
 
 def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
-    """Credit per channel for a SPEC 4.3 paths document, with the pipeline's model SQL.
+    """Credit per channel for a SPEC 4.3 paths document.
 
-    Returns {"credits": {channel: value credit}, "conversions": {channel: conversion credit}}.
-    Raises ValueError, with a message naming the bad key, for a document it cannot run.
+    Returns {"credits": {channel: value credit}, "conversions": {channel: conversion credit}},
+    plus "removal_effects" (markov) or "shapley_values" (shapley), {channel: figure}. The
+    heuristic models run the pipeline's model SQL; the data-driven ones pipeline.models, on
+    the paths aggregated by the same path transforms. Raises ValueError, with a message naming
+    the bad key, for a document it cannot run.
     """
     if not isinstance(document, dict):
         raise ValueError("the paths document must be a JSON object")
     settings, lookback = _settings_from_params(document.get("params"))
     model = resolve_model(document.get("model"), settings)
+    data_driven = model in DATA_DRIVEN_MODELS
     path_cols, touch_cols = _paths_columns(
-        document.get("paths"), needs_time=model == "time_decay", lookback=lookback
+        document.get("paths"),
+        needs_time=model == "time_decay",
+        lookback=lookback,
+        keep_non_converting=data_driven,
     )
     lookback_us = None if lookback is None else round(lookback * _MICROS_PER_DAY)
     con = duckdb.connect()
@@ -887,7 +1201,8 @@ def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
                 unnest($path_count::double[]) as path_count,
                 unnest($conversions::double[]) as conversions,
                 unnest($value::double[]) as value,
-                unnest($conversion_ts::varchar[])::timestamptz as conversion_time
+                unnest($conversion_ts::varchar[])::timestamptz as conversion_time,
+                unnest($converted::boolean[]) as converted
             """,
             path_cols,
         )
@@ -903,15 +1218,27 @@ def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
             touch_cols,
         )
         con.execute(_PATHS_FILE_TOUCHES_SQL, {"lookback_us": lookback_us})
-        rows = con.execute(
-            _PATHS_FILE_TOTALS_SQL.format(
-                credits=credit_sql("path_touches", "path_conversions", settings)
-            ),
-            {"model": model},
-        ).fetchall()
+        con.execute(_PATHS_FILE_CONVERTED_SQL)
+        if data_driven:
+            con.execute(_PATHS_FILE_WEIGHTS_SQL)
+            rows = con.execute(
+                model_paths_sql("path_touches", "path_weights", settings.path_transform)
+            ).fetchall()
+        else:
+            rows = con.execute(
+                _PATHS_FILE_TOTALS_SQL.format(
+                    credits=credit_sql("converted_touches", "converted_paths", settings)
+                ),
+                {"model": model},
+            ).fetchall()
     finally:
         con.close()
-    return {
-        "credits": {channel: value for channel, value, _ in rows},
-        "conversions": {channel: conversions for channel, _, conversions in rows},
-    }
+    if not data_driven:
+        return {
+            "credits": {channel: value for channel, value, _ in rows},
+            "conversions": {channel: conversions for channel, _, conversions in rows},
+        }
+    table = path_table(rows, settings.path_transform)
+    result = run_model(model, table, settings.markov_order)
+    conversions, values = result.channel_totals(table)
+    return {"credits": values, "conversions": conversions, **result.figures}

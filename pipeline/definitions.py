@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import attribution, identity, ingest, marts, touches
+from assets import attribution, identity, ingest, marts, quality, touches
+from pipeline.alerts import build_alert_sensors
 from pipeline.partitions import daily_partitions
 from pipeline.schedules import build_schedule, build_sensor
 from pipeline.settings import Settings, load_settings, settings_path
 from resources import build_resources
 
 JOB_NAME = "pushassist_job"
-STAGES = (ingest, identity, touches, attribution, marts)
+STAGES = (ingest, identity, touches, attribution, marts, quality)
 
 
 def build_definitions(settings: Settings, settings_file: str) -> dg.Definitions:
@@ -32,7 +33,7 @@ def build_definitions(settings: Settings, settings_file: str) -> dg.Definitions:
         assets=assets,
         jobs=[job],
         schedules=[build_schedule(job, settings)],
-        sensors=[build_sensor(job, settings)],
+        sensors=[build_sensor(job, settings), *build_alert_sensors(settings)],
         resources=build_resources(settings, settings_file),
         # One process runs a run's steps in order: they all write one DuckDB file, which allows
         # a single writing process (the warehouse pool guards against other runs).

@@ -1,4 +1,4 @@
-"""Metric tables for analysts (SPEC 5): push-assisted conversions and campaign funnels."""
+"""Metric tables for analysts (SPEC 5): push assists, campaign funnels, channel credit, paths."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import datetime as dt
 import duckdb
 
 from pipeline.settings import Settings
-from pipeline.tables import PUSH_ASSISTED_CONVERSIONS_DAILY, PUSH_CAMPAIGN_DAILY
+from pipeline.tables import (
+    CHANNEL_ATTRIBUTION_DAILY,
+    CONVERSION_PATHS_TOP,
+    LOOKBACK_SENSITIVITY,
+    PUSH_ASSISTED_CONVERSIONS_DAILY,
+    PUSH_CAMPAIGN_DAILY,
+)
 
 
 def _replace_range(
@@ -195,3 +201,161 @@ def build_push_campaign_daily(
         order by k.date, k.campaign_id
     """
     return _replace_range(con, PUSH_CAMPAIGN_DAILY, select_sql, start, end)
+
+
+def build_channel_attribution_daily(
+    con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date
+) -> int:
+    """Replace [start, end] of marts.channel_attribution_daily from core.attribution_credits."""
+    select_sql = """
+        select
+            conversion_date as date,
+            model,
+            channel,
+            bool_or(is_push) as is_push,
+            sum(credit) as credited_conversions,
+            sum(value_credit) as credited_revenue
+        from core.attribution_credits
+        where conversion_date between $1 and $2
+        group by all
+        order by date, model, credited_conversions desc, channel
+    """
+    return _replace_range(con, CHANNEL_ATTRIBUTION_DAILY, select_sql, start, end)
+
+
+def build_conversion_paths_top(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> int:
+    """Replace [start, end] of marts.conversion_paths_top from core.conversion_paths."""
+    select_sql = """
+        select
+            conversion_date as date,
+            path,
+            count(*) as conversions,
+            sum(value) as value,
+            bool_or(push_touch_count > 0) as contains_push,
+            row_number() over (
+                partition by conversion_date
+                order by count(*) desc, sum(value) desc, path
+            ) as path_rank
+        from core.conversion_paths
+        where conversion_date between $1 and $2
+        group by conversion_date, path
+        order by date, path_rank
+    """
+    return _replace_range(con, CONVERSION_PATHS_TOP, select_sql, start, end)
+
+
+# Windows of marts.lookback_sensitivity, in hours.
+SENSITIVITY_WINDOWS = {"1h": 1, "6h": 6, "1d": 24, "3d": 72, "7d": 168, "14d": 336, "30d": 720}
+
+
+def build_lookback_sensitivity(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    touches: str = "core.touches",
+) -> int:
+    """Replace [start, end] of marts.lookback_sensitivity.
+
+    One pass over each conversion's touches of the longest window keeps, per kind of touch, the
+    age of the latest one; whether push is the last touch or an assist at a window then follows
+    from comparing those ages with the window (SPEC 4.2's rules, with the window for lookback).
+    `touches` is the touches relation attribution used (the recorded view when corrections are
+    off), so the configured window agrees with the headline either way.
+    """
+    rule = settings.attribution.last_touch_rule
+    impressions = "true" if settings.attribution.count_impression_assists else "false"
+    longest = max(SENSITIVITY_WINDOWS.values())
+    windows = ", ".join(f"('{name}', {hours})" for name, hours in SENSITIVITY_WINDOWS.items())
+    lookbacks = ", ".join(
+        f"('{name}', {d.lookback_days * 24})" for name, d in settings.conversions.items()
+    )
+    # The credited last touch: under last_non_direct, the latest non-Direct session or click
+    # when the window holds one, else the latest Direct one (never push).
+    if rule == "last_non_direct":
+        push_last = "last_non_direct_age <= w.seconds and last_non_direct_is_push"
+    else:
+        push_last = "last_creditable_age <= w.seconds and last_creditable_is_push"
+    select_sql = f"""
+        with conversions as (
+            select conversion_id, person_id, conversion_time, conversion_date, conversion_type
+            from core.conversions
+            where conversion_date between $1 and $2
+        ),
+        windowed as (
+            select
+                c.conversion_id,
+                t.touch_id,
+                t.touch_time,
+                t.touch_type,
+                t.is_push,
+                t.channel,
+                t.touch_type in ('session', 'push_click') as creditable,
+                epoch(c.conversion_time) - epoch(t.touch_time) as age
+            from conversions as c
+            join {touches} as t
+                on t.person_id = c.person_id
+                and t.touch_time <= c.conversion_time
+                and t.touch_time >= c.conversion_time - interval {longest} hour
+        ),
+        ages as (
+            select
+                conversion_id,
+                min(age) filter (where is_push) as push_age,
+                min(age) filter (where is_push and creditable) as click_age,
+                min(age) filter (where touch_type = 'push_influenced') as influenced_age,
+                min(age) filter (where touch_type = 'push_impression') as impression_age,
+                min(age) filter (where creditable) as last_creditable_age,
+                arg_max(is_push, (touch_time, touch_id)) filter (where creditable)
+                    as last_creditable_is_push,
+                min(age) filter (where creditable and channel <> 'Direct')
+                    as last_non_direct_age,
+                arg_max(is_push, (touch_time, touch_id))
+                    filter (where creditable and channel <> 'Direct')
+                    as last_non_direct_is_push
+            from windowed
+            group by conversion_id
+        ),
+        windows as (
+            select name, hours, hours * 3600 as seconds
+            from (values {windows}) as w(name, hours)
+        ),
+        lookbacks as (
+            select * from (values {lookbacks}) as l(conversion_type, hours)
+        ),
+        judged as (
+            select
+                c.conversion_date,
+                c.conversion_type,
+                w.name,
+                w.hours,
+                coalesce({push_last}, false) as push_last,
+                coalesce(a.push_age <= w.seconds, false) as push_in_window,
+                coalesce(
+                    a.click_age <= w.seconds
+                    or a.influenced_age <= w.seconds
+                    or ({impressions} and a.impression_age <= w.seconds),
+                    false
+                ) as headline_kind
+            from conversions as c
+            cross join windows as w
+            left join ages as a
+                using (conversion_id)
+        )
+        select
+            j.conversion_date as date,
+            j.conversion_type,
+            j.name as lookback_window,
+            j.hours as window_hours,
+            j.hours = any_value(l.hours) as is_configured_window,
+            count(*) as conversions,
+            count(*) filter (where j.push_last) as push_last_touch_conversions,
+            count(*) filter (where j.push_in_window and not j.push_last and j.headline_kind)
+                as push_assisted_conversions
+        from judged as j
+        left join lookbacks as l
+            using (conversion_type)
+        group by j.conversion_date, j.conversion_type, j.name, j.hours
+        order by date, conversion_type, window_hours
+    """
+    return _replace_range(con, LOOKBACK_SENSITIVITY, select_sql, start, end)

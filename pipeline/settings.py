@@ -65,6 +65,12 @@ class AttributionSettings(_Strict):
     # they also count in the headline push-assisted figure.
     count_impression_assists: bool = False
     push_open_session_window_minutes: float = Field(default=2.0, ge=0, le=60)
+    # Order of the Markov chain model: a state is the last `markov_order` channels.
+    markov_order: int = Field(default=1, ge=1, le=4)
+    # A session folded into a push open is credited as push (the corrected channel). False
+    # credits it under the channel it was recorded as, beside the open's own push click: what a
+    # tool without the open-to-session link reports. marts.channel_correction_daily shows both.
+    use_corrected_channels: bool = True
 
     @field_validator("position_weights")
     @classmethod
@@ -110,6 +116,12 @@ class CheckSettings(_Strict):
     quarantine_rate: Threshold = Threshold(warn=0.01, error=0.10)
     anonymous_event_share: Threshold = Threshold(warn=0.5, error=0.9)
     push_as_direct_rate: Threshold = Threshold(warn=0.05, error=0.20)
+    # Share of sessions with a push-looking utm_medium that the rules did not classify as push.
+    push_medium_unclassified_rate: Threshold = Threshold(warn=0.0, error=0.05)
+    # Share of campaign-days with opens (at least min_campaign_opens) but no push session.
+    campaigns_without_push_sessions_rate: Threshold = Threshold(warn=0.0, error=0.25)
+    # A campaign needs this many opens in a day before missing sessions are suspicious.
+    min_campaign_opens: int = Field(default=3, ge=1)
 
 
 class BrazeSettings(_Strict):
@@ -126,6 +138,19 @@ class BrazeSettings(_Strict):
             if event not in EVENT_NAMES:
                 raise ValueError(f"{name}: {event!r} is not a canonical event name")
         return value
+
+
+class AlertSettings(_Strict):
+    """Where the alert sensor writes. Slack and webhook sinks are configured by environment
+    variables only (PUSHASSIST_SLACK_TOKEN, PUSHASSIST_SLACK_CHANNEL,
+    PUSHASSIST_ALERT_WEBHOOK_URL): they carry secrets."""
+
+    # JSON lines, one alert per (check, days); default: alerts.jsonl beside the warehouse file.
+    log_file: str | None = None
+    # Which (check, days) were already sent; default: alert_state.json beside the warehouse.
+    state_file: str | None = None
+    # Link the alerts give for their runbook section (a repository URL in production).
+    runbook_url: str = "docs/runbook.md"
 
 
 class SourceSettings(_Strict):
@@ -148,6 +173,7 @@ class Settings(_Strict):
     attribution: AttributionSettings = AttributionSettings()
     identity: IdentitySettings = IdentitySettings()
     checks: CheckSettings = CheckSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("reporting_timezone")
     @classmethod
@@ -176,8 +202,25 @@ class Settings(_Strict):
         return value
 
     @property
+    def alert_log_file(self) -> Path:
+        return _beside_warehouse(self.alerts.log_file, self.warehouse_path, "alerts.jsonl")
+
+    @property
+    def alert_state_file(self) -> Path:
+        return _beside_warehouse(self.alerts.state_file, self.warehouse_path, "alert_state.json")
+
+    @property
     def max_lookback_days(self) -> int:
         return max(d.lookback_days for d in self.conversions.values())
+
+
+def _beside_warehouse(path: str | None, warehouse_path: str, name: str) -> Path:
+    # A warehouse in an object store has no local folder: the files go to the working folder.
+    if path:
+        return Path(path)
+    if "://" in warehouse_path or warehouse_path == ":memory:":
+        return Path(name)
+    return Path(warehouse_path).parent / name
 
 
 def _describe(error: ValidationError, origin: str) -> str:

@@ -326,7 +326,13 @@ ATTRIBUTION_CREDITS = Table(
     _cols(
         ("conversion_id", "varchar", "Id of the conversion."),
         ("conversion_date", "date", "Day of the conversion (partition)."),
-        ("model", "varchar", "Attribution model."),
+        (
+            "model",
+            "varchar",
+            "Attribution model: a heuristic one, or markov, shapley or fractribution (fitted on "
+            "the conversion's day; a conversion's credit is split over its path's positions by "
+            "the model's weights).",
+        ),
         (
             "touch_id",
             "varchar",
@@ -462,6 +468,175 @@ PUSH_CAMPAIGN_DAILY = Table(
     ),
 )
 
+CHANNEL_MISCLASSIFICATIONS = Table(
+    "quality",
+    "channel_misclassifications",
+    "suspected case",
+    "Suspected channel misclassifications, each with its evidence: sessions a push open started "
+    "but recorded under another channel (push_opened_not_push), sessions with a push-looking "
+    "utm_medium the rules did not classify as push (push_medium_unclassified), and campaigns "
+    "with opens but no push session in a day (campaign_opens_without_sessions).",
+    _cols(
+        ("date", "date", "Day of the session, or of the opens, in the reporting time zone."),
+        (
+            "kind",
+            "varchar",
+            "push_opened_not_push, push_medium_unclassified or campaign_opens_without_sessions.",
+        ),
+        (
+            "case_id",
+            "varchar",
+            "The suspected item: the session's event id, or the campaign id (with date, kind "
+            "and case_id a row is unique).",
+        ),
+        (
+            "touch_id",
+            "varchar",
+            "Touch in core.touches holding the session: the push click it was folded into, or "
+            "the session's own touch (null for campaigns).",
+        ),
+        ("session_id", "varchar", "Session id (null for campaigns)."),
+        ("person_id", "varchar", "Person (null for campaigns)."),
+        (
+            "campaign_id",
+            "varchar",
+            "Push campaign of the open, the session's utm_campaign, or the campaign.",
+        ),
+        (
+            "recorded_channel",
+            "varchar",
+            "Channel the rules gave the session as recorded (null for campaigns).",
+        ),
+        ("recorded_rule", "varchar", "Channel rule that matched it (null for campaigns)."),
+        ("suggested_channel", "varchar", "Channel the evidence points to."),
+        ("utm_source", "varchar", "The session's utm_source."),
+        ("utm_medium", "varchar", "The session's utm_medium."),
+        (
+            "seconds_after_open",
+            "double",
+            "Seconds from the push open to the session (push_opened_not_push).",
+        ),
+        ("opens", "bigint", "Push opens of the campaign that day (campaigns)."),
+        ("evidence", "varchar", "Why the case is suspected, in words, with the ids involved."),
+        (
+            "event_ids",
+            "varchar[]",
+            "Ids of the staging events behind the case: the session and the open, or the "
+            "campaign's opens (lineage).",
+        ),
+    ),
+)
+
+CHANNEL_CORRECTION_DAILY = Table(
+    "marts",
+    "channel_correction_daily",
+    "day x conversion type",
+    "Push's part in conversions under the corrected channels (a session a push open started "
+    "is the open's push click) and under the recorded channels (that session is its own touch "
+    "with the channel it was recorded as, beside the push click): the size of the correction. "
+    "Both views are computed whichever one the setting attribution.use_corrected_channels "
+    "chose for core.conversion_paths.",
+    _cols(
+        ("date", "date", "Conversion day in the reporting time zone."),
+        ("conversion_type", "varchar", "Conversion definition name."),
+        ("conversions", "bigint", "All conversions."),
+        (
+            "push_last_touch_corrected",
+            "bigint",
+            "Conversions whose credited last touch is push, corrected channels.",
+        ),
+        (
+            "push_last_touch_recorded",
+            "bigint",
+            "Conversions whose credited last touch is push, recorded channels.",
+        ),
+        (
+            "push_assisted_corrected",
+            "bigint",
+            "Push-assisted conversions (the headline figure), corrected channels.",
+        ),
+        (
+            "push_assisted_recorded",
+            "bigint",
+            "Push-assisted conversions (the headline figure), recorded channels.",
+        ),
+        (
+            "changed_conversions",
+            "bigint",
+            "Conversions whose push role or credited last-touch channel differs between views.",
+        ),
+        (
+            "attribution_view",
+            "varchar",
+            "View core.conversion_paths uses (corrected or recorded), from the setting.",
+        ),
+    ),
+)
+
+CHANNEL_ATTRIBUTION_DAILY = Table(
+    "marts",
+    "channel_attribution_daily",
+    "day x channel x model",
+    "Conversions and revenue each attribution model credits to each channel, per conversion "
+    "day. For every day and model, credited conversions add up to the day's conversions.",
+    _cols(
+        ("date", "date", "Conversion day in the reporting time zone."),
+        ("model", "varchar", "Attribution model (as in core.attribution_credits)."),
+        ("channel", "varchar", "Channel credited."),
+        ("is_push", "boolean", "Whether the channel is push."),
+        ("credited_conversions", "double", "Sum of the model's credits to the channel."),
+        ("credited_revenue", "double", "Sum of the model's value credits, currency units."),
+    ),
+)
+
+CONVERSION_PATHS_TOP = Table(
+    "marts",
+    "conversion_paths_top",
+    "day x path",
+    "The paths conversions took, per conversion day, with how often and how much: the most "
+    "common first. Sum over days for a longer period.",
+    _cols(
+        ("date", "date", "Conversion day in the reporting time zone."),
+        ("path", "varchar", "Path as in core.conversion_paths (after the path transform)."),
+        ("conversions", "bigint", "Conversions that took this path that day."),
+        ("value", "decimal(38,2)", "Their value."),
+        ("contains_push", "boolean", "Whether the path holds a push touch of any kind."),
+        ("path_rank", "integer", "Rank of the path that day by conversions, then value."),
+    ),
+)
+
+LOOKBACK_SENSITIVITY = Table(
+    "marts",
+    "lookback_sensitivity",
+    "day x conversion type x window",
+    "How many conversions push would assist with a shorter or longer lookback window: 1 h, "
+    "6 h, 1, 3, 7, 14 and 30 days, all from one pass over the touches. The row whose window "
+    "equals the conversion type's own lookback matches the headline figures.",
+    _cols(
+        ("date", "date", "Conversion day in the reporting time zone."),
+        ("conversion_type", "varchar", "Conversion definition name."),
+        ("lookback_window", "varchar", "Lookback window: 1h, 6h, 1d, 3d, 7d, 14d or 30d."),
+        ("window_hours", "integer", "The window in hours."),
+        (
+            "is_configured_window",
+            "boolean",
+            "Whether the window is the lookback configured for the conversion type.",
+        ),
+        ("conversions", "bigint", "All conversions of the type that day."),
+        (
+            "push_last_touch_conversions",
+            "bigint",
+            "Conversions whose credited last touch within the window is push.",
+        ),
+        (
+            "push_assisted_conversions",
+            "bigint",
+            "Conversions push assists within the window (headline rule, as in "
+            "push_assisted_conversions_daily).",
+        ),
+    ),
+)
+
 ALL_TABLES = (
     STAGING_EVENTS,
     QUARANTINED_EVENTS,
@@ -474,4 +649,9 @@ ALL_TABLES = (
     ATTRIBUTION_CREDITS,
     PUSH_ASSISTED_CONVERSIONS_DAILY,
     PUSH_CAMPAIGN_DAILY,
+    CHANNEL_ATTRIBUTION_DAILY,
+    CONVERSION_PATHS_TOP,
+    LOOKBACK_SENSITIVITY,
+    CHANNEL_CORRECTION_DAILY,
+    CHANNEL_MISCLASSIFICATIONS,
 )

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -18,19 +19,27 @@ SHARED = REPO_ROOT.parent / "shared"
 
 
 def run_job(
-    tmp_path: Path, start: dt.date, end: dt.date, **overrides
+    tmp_path: Path,
+    start: dt.date,
+    end: dt.date,
+    settings: Mapping[str, object] | None = None,
+    **overrides,
 ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """Materialize every asset for [start, end] in one run.
+
+    `settings` is a settings mapping (as a settings file holds it, e.g. the one the demo
+    generator writes); keyword overrides win over it. The landing root is `tmp_path/landing`
+    and the warehouse is in `tmp_path`, whatever either says.
 
     Returns a read-only connection to the warehouse and the names of the checks that failed.
     """
     warehouse = tmp_path / "warehouse.duckdb"
+    values = {"first_partition_date": "2024-01-01", **(settings or {}), **overrides}
     settings = parse_settings(
         {
+            **values,
             "landing_root": str(tmp_path / "landing"),
             "warehouse_path": str(warehouse),
-            "first_partition_date": overrides.pop("first_partition_date", "2024-01-01"),
-            **overrides,
         }
     )
     settings_file = tmp_path / "settings.json"

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.attribution import HEURISTIC_MODELS, attribute_paths, build_paths
 from pipeline.cli import main
+from pipeline.models import DATA_DRIVEN_MODELS
 from pipeline.settings import AttributionSettings
 from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, CONVERSIONS, TOUCHES
 
@@ -468,7 +469,8 @@ def test_conversion_without_touches_goes_to_direct_for_every_model(con):
         order by model
         """
     ).fetchall()
-    assert rows == [(m, None, None, "Direct", False, 1.0, 42.0) for m in sorted(HEURISTIC_MODELS)]
+    models = sorted(HEURISTIC_MODELS + DATA_DRIVEN_MODELS)
+    assert rows == [(m, None, None, "Direct", False, 1.0, 42.0) for m in models]
     assert counts["conversions_without_touches"] == 1
 
 
@@ -542,7 +544,7 @@ def test_credits_sum_to_one_per_conversion_and_model(con, transform, views):
         group by a.conversion_id, a.model
         """
     ).fetchall()
-    assert len(sums) == 5 * len(HEURISTIC_MODELS)
+    assert len(sums) == 5 * len(HEURISTIC_MODELS + DATA_DRIVEN_MODELS)
     for conversion_id, model, credit, value_credit, value in sums:
         assert credit == pytest.approx(1.0, abs=1e-12), (conversion_id, model)
         assert value_credit == pytest.approx(value, abs=1e-9), (conversion_id, model)
@@ -610,7 +612,7 @@ def test_paths_file_counts_windows_and_non_converting_paths():
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"model": "markov", "paths": []}, "not available yet"),
+        ({"model": "markov", "params": {"markov_order": 0}, "paths": []}, "markov_order"),
         ({"model": "magic", "paths": []}, "known models: last_click"),
         ({"model": "linear", "params": {"half_life": 3}, "paths": []}, "unknown params"),
         ({"model": "linear", "params": {"path_transform": "x"}, "paths": []}, "path_transform"),
@@ -651,7 +653,7 @@ def test_cli_prints_credits_as_json(tmp_path, capsys):
     [
         (None, "cannot read"),
         ("{not json", "is not valid JSON"),
-        ('{"model": "shapley", "paths": []}', "not available yet"),
+        ('{"model": "shapley", "paths": [{"touches": [], "converted": 1}]}', "converted"),
         ('{"model": "linear", "params": {"position_weights": [1, 1, 1]}, "paths": []}', "sum"),
     ],
 )
@@ -664,3 +666,34 @@ def test_cli_fails_with_one_line_on_a_bad_file(tmp_path, capsys, content, messag
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert message in captured.err
+
+
+def test_data_driven_credits_use_the_days_non_converting_journeys(con):
+    # p1: Email, then Push, converts. p2: Push the same day and no conversion.
+    # Markov: start -> Email 1/2, -> Push 1/2; Email -> Push 1; Push -> conversion 1/2.
+    # P = 1/2; without Email 1/4 (effect 1/2); without Push 0 (effect 1): Email 1/3, Push 2/3.
+    # Shapley: v({Email, Push}) = 1, v({Push}) = 0: 1/2 each. Fractribution: leaving either
+    # out gives a path never seen (0): 1/2 each.
+    touch(con, "e1", hours(5), "session", "Email")
+    touch(con, "u1", hours(2), "push_click", person="p1")
+    touch(con, "u2", hours(3), "push_click", person="p2")
+    conversion(con, value=90.0)
+    run(con)
+    rows = con.execute(
+        """
+        select model, touch_id, credit, value_credit
+        from core.attribution_credits
+        where model in ('markov', 'shapley', 'fractribution')
+        order by model, touch_id
+        """
+    ).fetchall()
+    expected = [
+        ("fractribution", "e1", 0.5, 45.0),
+        ("fractribution", "u1", 0.5, 45.0),
+        ("markov", "e1", 1 / 3, 30.0),
+        ("markov", "u1", 2 / 3, 60.0),
+        ("shapley", "e1", 0.5, 45.0),
+        ("shapley", "u1", 0.5, 45.0),
+    ]
+    assert [r[:2] for r in rows] == [e[:2] for e in expected]
+    assert [r[2:] for r in rows] == [pytest.approx(e[2:]) for e in expected]

@@ -41,6 +41,7 @@ def test_every_asset_is_documented_grouped_partitioned_and_checked(graph):
             "conversions",
             "attribution",
             "marts",
+            "quality",
         }, key
         assert node.metadata["dagster/column_schema"].columns, key
         assert node.owners, key
