@@ -24,12 +24,15 @@ $(UV):
 
 install: .venv/.synced
 
-## Run the whole job on a generated demo month and print the report.
+## Run the whole job on a generated demo month (GA4 and Braze exports) and print the report.
+## The generator also writes the settings the month needs (Braze custom events that are
+## conversions) beside the landing root.
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(RUN) python -m pipeline.demo --landing $(DEMO_DIR)/landing
+	$(RUN) python -m pipeline.demo --landing $(DEMO_DIR)/landing --settings $(DEMO_DIR)/pushassist.yaml
 	@echo "materializing every asset for $(DEMO_START)..$(DEMO_END) (run log: $(DEMO_DIR)/run.log)"
-	@PUSHASSIST_LANDING=$(DEMO_DIR)/landing PUSHASSIST_WAREHOUSE=$(DEMO_DIR)/pushassist.duckdb \
+	@PUSHASSIST_SETTINGS=$(DEMO_DIR)/pushassist.yaml PUSHASSIST_LANDING=$(DEMO_DIR)/landing \
+		PUSHASSIST_WAREHOUSE=$(DEMO_DIR)/pushassist.duckdb \
 		$(RUN) dagster asset materialize -m pipeline.definitions --select '*' \
 		--partition-range $(DEMO_START)...$(DEMO_END) > $(DEMO_DIR)/run.log 2>&1 \
 		|| (tail -n 40 $(DEMO_DIR)/run.log; echo "the run failed: see $(DEMO_DIR)/run.log"; exit 1)

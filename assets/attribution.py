@@ -11,6 +11,7 @@ from pipeline.misclassification import build_recorded_touches
 from pipeline.partitions import lookback_mapping, partition_days
 from pipeline.settings import Settings
 from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, CONVERSIONS, TOUCHES
+from pipeline.touches import current_touches
 from resources import SettingsResource, Warehouse
 
 PATHS = asset_key(CONVERSION_PATHS)
@@ -54,7 +55,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         config = settings.get()
         start, end = partition_days(context)
         with warehouse.get_connection() as con:
-            touches = "core.touches"
+            touches = current_touches(con)
             if not config.attribution.use_corrected_channels:
                 # The recorded view: sessions a push open started keep their recorded channel.
                 first = start - dt.timedelta(days=config.max_lookback_days + 1)

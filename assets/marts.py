@@ -33,6 +33,7 @@ from pipeline.tables import (
     TOUCHES,
     Table,
 )
+from pipeline.touches import current_touches
 from resources import SettingsResource, Warehouse
 
 ASSISTED = asset_key(PUSH_ASSISTED_CONVERSIONS_DAILY)
@@ -317,7 +318,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         config = settings.get()
         start, end = partition_days(context)
         with warehouse.get_connection() as con:
-            touches = "core.touches"
+            touches = current_touches(con)
             if not config.attribution.use_corrected_channels:
                 first = start - dt.timedelta(hours=max(SENSITIVITY_WINDOWS.values()) + 24)
                 touches = build_recorded_touches(con, config, first, end)

@@ -56,10 +56,13 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
                 """
                 select touch_id, count(*) as copies
                 from core.touches
+                where touch_id in (
+                    select touch_id from core.touches where touch_date between ? and ?
+                )
                 group by touch_id
                 having count(*) > 1
                 """,
-                [],
+                [start, end],
                 start,
                 end,
             )
@@ -68,13 +71,19 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
                 ONE_TOUCH_PER_MESSAGE,
                 TOUCH_KEY,
                 """
-                select message_id, count(*) as touches, list(touch_type) as types
+                select person_id, message_id, count(*) as touches, list(touch_type) as types,
+                    list(touch_date) as days
                 from core.touches
-                where message_id is not null
-                group by message_id
+                where (person_id, message_id) in (
+                    select (person_id, message_id)
+                    from core.touches
+                    where touch_date between ? and ?
+                        and message_id is not null
+                )
+                group by person_id, message_id
                 having count(*) > 1
                 """,
-                [],
+                [start, end],
                 start,
                 end,
             )
@@ -102,23 +111,37 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             yield materialized(
                 con, CONVERSIONS, "conversion_date", start, end, "conversion_time", **counts
             )
+            deduped = (
+                ", ".join(
+                    f"'{name}'" for name, d in config.conversions.items() if d.dedupe_by_order_id
+                )
+                or "null"
+            )
             yield count_check(
                 con,
                 UNIQUE_CONVERSIONS,
                 CONVERSION_KEY,
-                """
+                f"""
+                with days as (
+                    select conversion_id, conversion_type, order_id
+                    from core.conversions
+                    where conversion_date between $1 and $2
+                )
                 select 'conversion_id' as key, conversion_id as value, count(*) as copies
                 from core.conversions
+                where conversion_id in (select conversion_id from days)
                 group by conversion_id
                 having count(*) > 1
                 union all
-                select 'order_id', conversion_type || ':' || order_id, count(*)
-                from core.conversions
-                where order_id is not null
-                group by conversion_type, order_id
+                select 'order_id', c.conversion_type || ':' || c.order_id, count(*)
+                from core.conversions as c
+                join (select distinct conversion_type, order_id from days) as d
+                    using (conversion_type, order_id)
+                where c.conversion_type in ({deduped})
+                group by c.conversion_type, c.order_id
                 having count(*) > 1
                 """,
-                [],
+                [start, end],
                 start,
                 end,
             )

@@ -35,6 +35,9 @@ def build_conversions(
     con.execute("create schema if not exists core")
     con.execute(CONVERSIONS.create_sql())
     columns = ", ".join(CONVERSIONS.column_names)
+    junk = ", ".join(
+        "'" + v.lower().replace("'", "''") + "'" for v in settings.identity.junk_values
+    )
     con.execute("delete from core.conversions where conversion_date between ? and ?", [start, end])
     con.execute(
         f"""
@@ -46,7 +49,9 @@ def build_conversions(
             select
                 e.event_id,
                 e.source,
-                e.order_id,
+                -- A junk order id ('0', 'null') is no order id: it must not merge the
+                -- purchases of different people.
+                case when lower(trim(e.order_id)) not in ({junk}) then e.order_id end as order_id,
                 e.event_name,
                 e.event_time,
                 e.event_date,

@@ -259,7 +259,7 @@ def stage_raw_rows(
                 (source_options or {}).get(file.source),
             )
             _insert_table(con, _with_lineage(rows, file.path, file.source))
-            _insert_rejects(con, _with_lineage(rejects, file.path, file.source))
+            _insert_rejects(con, _with_lineage(rejects, file.path, file.source), file.source)
         elif lower.endswith(JSON_SUFFIXES):
             _insert_json(con, read_json_file(data, file.path))
         elif lower.endswith(CSV_SUFFIXES):
@@ -331,21 +331,30 @@ def _insert_table(con: duckdb.DuckDBPyConnection, table: pa_arrow.Table) -> None
     con.unregister("table_rows")
 
 
-def _insert_rejects(con: duckdb.DuckDBPyConnection, table: pa_arrow.Table) -> None:
+def _insert_rejects(
+    con: duckdb.DuckDBPyConnection, table: pa_arrow.Table, source: str | None = None
+) -> None:
+    """Rows that could not be read at all, with their reason. `source` names the adapter that
+    rejected them: nothing of the row itself can, and without it the row would pass for a
+    canonical one in the quarantine."""
     if table.num_rows == 0:
         return
     con.register("rejected_rows", table)
+    columns = ", ".join(
+        "$source as source" if n == "source" else f"null as {n}" for n in RAW_COLUMNS
+    )
     con.execute(
         f"""
         insert into raw_rows
         select
-            {", ".join(f"null as {n}" for n in RAW_COLUMNS)},
+            {columns},
             raw,
             source_file,
             source_row,
             reason
         from rejected_rows
-        """
+        """,
+        {"source": source},
     )
     con.unregister("rejected_rows")
 

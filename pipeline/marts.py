@@ -14,6 +14,7 @@ from pipeline.tables import (
     PUSH_ASSISTED_CONVERSIONS_DAILY,
     PUSH_CAMPAIGN_DAILY,
 )
+from pipeline.touches import message_key_sql
 
 
 def _replace_range(
@@ -84,25 +85,29 @@ def build_push_campaign_daily(
     """Replace [start, end] of marts.push_campaign_daily.
 
     The funnel follows each message from its send day (so open and delivery rates stay within 0
-    and 1 even when a message is opened the next day); conversions count on their own day.
+    and 1 even when a message is opened the next day); conversions count on their own day. A
+    message reported without a send (FCM logs none) counts as sent on its first event's day.
     """
     tz = settings.reporting_timezone
     select_sql = f"""
         with messages as (
             select
-                campaign_id,
-                coalesce(message_id, event_id) as message_key,
-                any_value(push_kind) filter (where push_kind is not null) as push_kind,
-                (min(event_time) filter (where event_name = 'push_sent')
-                    at time zone '{tz}')::date as send_day,
-                bool_or(event_name = 'push_sent') as sent,
-                bool_or(event_name = 'push_delivered') as delivered_event,
-                bool_or(event_name = 'push_bounced') as bounced,
-                bool_or(event_name = 'push_opened') as opened,
-                bool_or(event_name = 'push_influenced_open') as influenced
-            from staging.events
-            where campaign_id is not null
-                and event_name in (
+                e.campaign_id,
+                {message_key_sql(settings)} as message_key,
+                any_value(e.push_kind) filter (where e.push_kind is not null) as push_kind,
+                -- FCM, read from the GA4 export, logs no send: a message it reports delivered or
+                -- opened was sent all the same, on the day of its first event.
+                (coalesce(min(e.event_time) filter (where e.event_name = 'push_sent'),
+                    min(e.event_time)) at time zone '{tz}')::date as send_day,
+                bool_or(e.event_name = 'push_delivered') as delivered_event,
+                bool_or(e.event_name = 'push_bounced') as bounced,
+                bool_or(e.event_name = 'push_opened') as opened,
+                bool_or(e.event_name = 'push_influenced_open') as influenced
+            from staging.events as e
+            join core.event_persons as p
+                using (source, event_id)
+            where e.campaign_id is not null
+                and e.event_name in (
                     'push_sent', 'push_delivered', 'push_bounced', 'push_opened',
                     'push_influenced_open'
                 )
@@ -122,8 +127,7 @@ def build_push_campaign_daily(
                 count(*) filter (where (delivered_event or not bounced) and influenced)
                     as influenced_opens
             from messages
-            where sent
-                and send_day between $1 and $2
+            where send_day between $1 and $2
             group by all
         ),
         opt_outs as (

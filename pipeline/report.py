@@ -79,15 +79,52 @@ def headline(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     return {k: float(v or 0) for k, v in result.items()}
 
 
+# The truth names each event by the raw row that holds it: its file relative to the landing root
+# and its 1-based line or record number. GA4 rows carry no id (the adapter derives one from their
+# content), so the row is the only key the generator knows for sure. Each truth file is matched to
+# the staged file whose path ends with it (the landing root may be relative, absolute or a URL),
+# and the staged event at that row gives the pipeline's own event id.
+_LOCATE_SQL = """
+    truth_files as (
+        select distinct source_file as relative_file
+        from truth
+    ),
+    files as (
+        select s.source_file, t.relative_file
+        from (select distinct source_file from staging.events) as s
+        join truth_files as t
+            on s.source_file = t.relative_file
+            or ends_with(s.source_file, '/' || t.relative_file)
+    ),
+    located as (
+        select t.*, e.event_id as staged_event_id
+        from truth as t
+        join files as f
+            on f.relative_file = t.source_file
+        join staging.events as e
+            on e.source_file = f.source_file
+            and e.source_row = t.source_row
+            -- The same row, read by the adapter of its source.
+            and e.source = t.source
+    )
+"""
+
+
 def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str, float]:
-    """Share of conversions and events on which the pipeline agrees with the generator."""
+    """Share of conversions and events on which the pipeline agrees with the generator.
+
+    Truth rows are found in `staging.events` by file and row (see _LOCATE_SQL), conversions then
+    in `core.conversion_paths` by the staged event's id, and persons in `core.event_persons`.
+    A conversion or event the pipeline did not stage counts as a disagreement.
+    """
     conversions = truth_dir / "conversions.parquet"
     events = truth_dir / "events.parquet"
     out: dict[str, float] = {}
     if conversions.exists():
         row = con.execute(
-            """
-            with truth as (select * from read_parquet(?))
+            f"""
+            with truth as (select * from read_parquet(?)),
+            {_LOCATE_SQL}
             select
                 count(*),
                 count(p.conversion_id),
@@ -97,8 +134,12 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
                 count(*) filter (where p.ga_assist = t.ga_assist),
                 count(*) filter (where p.push_touch_count = t.push_touch_count)
             from truth as t
+            left join located as l
+                using (source_file, source_row)
             left join core.conversion_paths as p
-                on p.conversion_event_id = t.conversion_event_id
+                on p.conversion_event_id = l.staged_event_id
+                -- Where the source has ids of its own (Braze, canonical), they must agree too.
+                and p.conversion_event_id = coalesce(t.conversion_event_id, l.staged_event_id)
             """,
             [str(conversions)],
         ).fetchall()[0]
@@ -115,13 +156,15 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
     if events.exists():
         # A person is recovered when the pipeline's person holds exactly the true person's events.
         row = con.execute(
-            """
+            f"""
             with truth as (select * from read_parquet(?)),
+            {_LOCATE_SQL},
             joined as (
-                select t.event_id, t.true_person, p.person_id
-                from truth as t
+                select l.true_person, p.person_id
+                from located as l
                 join core.event_persons as p
-                    using (event_id)
+                    on p.source = l.source
+                    and p.event_id = l.staged_event_id
             ),
             pairs as (
                 select person_id, count(distinct true_person) as true_people
@@ -134,6 +177,7 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
                 group by true_person
             )
             select
+                (select count(*) from truth),
                 count(*),
                 count(*) filter (
                     where person_id in (select person_id from pairs where true_people = 1)
@@ -143,7 +187,11 @@ def truth_agreement(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict[str
             """,
             [str(events)],
         ).fetchall()[0]
-        out.update(truth_events=row[0], events_person_recovered=row[1] / (row[0] or 1))
+        out.update(
+            truth_events=row[0],
+            events_found=row[1] / (row[0] or 1),
+            events_person_recovered=row[2] / (row[1] or 1),
+        )
     return out
 
 

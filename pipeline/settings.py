@@ -46,8 +46,11 @@ class ConversionDefinition(_Strict):
 def _default_conversions() -> dict[str, ConversionDefinition]:
     return {
         "purchase": ConversionDefinition(events=["purchase"], lookback_days=7),
+        # A subscription's start and renewals share its id: each renewal is a conversion.
         "subscription": ConversionDefinition(
-            events=["subscription_start", "subscription_renewal"], lookback_days=30
+            events=["subscription_start", "subscription_renewal"],
+            lookback_days=30,
+            dedupe_by_order_id=False,
         ),
         "lead": ConversionDefinition(events=["lead_submit"], lookback_days=14),
     }

@@ -36,6 +36,27 @@ PUSH_EVENTS = (
 )
 
 
+def message_key_sql(settings: Settings, event: str = "e", person: str = "p") -> str:
+    """SQL for the key of the push message an event belongs to: one send to one person.
+
+    Message ids are shared by a whole broadcast in some exports, and junk ids ('0', 'null') by
+    everything, so the person is part of the key. Without a message id, a person's pushes of
+    one campaign on one day are taken as one message.
+    """
+    junk = ", ".join(
+        "'" + v.lower().replace("'", "''") + "'" for v in settings.identity.junk_values
+    )
+    return f"""concat_ws(
+        '|',
+        {person}.person_id,
+        coalesce(
+            case when lower(trim({event}.message_id)) not in ({junk}) then {event}.message_id end,
+            'campaign:' || {event}.campaign_id || ':' || {event}.event_date::varchar,
+            'event:' || {event}.event_id
+        )
+    )"""
+
+
 def build_touches(
     con: duckdb.DuckDBPyConnection, settings: Settings, start: dt.date, end: dt.date
 ) -> dict[str, int]:
@@ -140,7 +161,7 @@ def build_touches(
         create or replace temp table push_messages as
         with message_events as (
             select
-                coalesce(e.message_id, e.event_id) as message_key,
+                {message_key_sql(settings)} as message_key,
                 e.*,
                 p.person_id,
                 p.identity_rule
@@ -306,8 +327,21 @@ def build_touches(
         f"(touch_time at time zone '{tz}')::date as touch_date" if c == "touch_date" else c
         for c in TOUCHES.column_names
     )
-    # Delete then insert: re-running a day replaces that day's touches and nothing else.
+    # Delete then insert: re-running a day replaces that day's touches. A message's touch can
+    # move to another day when a late open arrives (an impression on Monday becomes a click on
+    # Thursday): its stale touch on the other day is removed too, so a message is never counted
+    # twice.
     con.execute("delete from core.touches where touch_date between ? and ?", [start, end])
+    con.execute(
+        """
+        delete from core.touches as t
+        using built_touches as b
+        where t.message_id = b.message_id
+            and t.person_id = b.person_id
+            and t.touch_id <> b.touch_id
+            and b.message_id is not null
+        """
+    )
     con.execute(
         f"""
         insert into core.touches ({columns})
@@ -328,3 +362,36 @@ def build_touches(
         [start, end],
     ).fetchall()
     return {touch_type: int(n) for touch_type, n in rows}
+
+
+def current_touches(con: duckdb.DuckDBPyConnection, name: str = "current_touches") -> str:
+    """A temp view of core.touches with each touch's person as the identity graph has it now.
+
+    Identity is rebuilt on every run, so a login today can move last week's push open to
+    another person; that week's touches are not rebuilt by today's run. Reading touches through
+    this view lets a conversion's path find them anyway. Returns the view's name.
+    """
+    con.execute(
+        f"""
+        create or replace temp view {name} as
+        with persons_now as (
+            select
+                event_id,
+                any_value(person_id) as person_id,
+                any_value(identity_rule) as identity_rule
+            from core.event_persons
+            group by event_id
+            -- An id two sources share cannot say which event it is: keep the stored person.
+            having count(distinct person_id) = 1
+        )
+        select
+            t.* replace (
+                coalesce(p.person_id, t.person_id) as person_id,
+                coalesce(p.identity_rule, t.identity_rule) as identity_rule
+            )
+        from core.touches as t
+        left join persons_now as p
+            on p.event_id = t.touch_id
+        """
+    )
+    return name

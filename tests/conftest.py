@@ -35,7 +35,7 @@ def run_job(
     """
     warehouse = tmp_path / "warehouse.duckdb"
     values = {"first_partition_date": "2024-01-01", **(settings or {}), **overrides}
-    settings = parse_settings(
+    parsed = parse_settings(
         {
             **values,
             "landing_root": str(tmp_path / "landing"),
@@ -43,8 +43,8 @@ def run_job(
         }
     )
     settings_file = tmp_path / "settings.json"
-    settings_file.write_text(json.dumps(settings.model_dump(mode="json")))
-    defs = build_definitions(settings, str(settings_file))
+    settings_file.write_text(json.dumps(parsed.model_dump(mode="json")))
+    defs = build_definitions(parsed, str(settings_file))
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(JOB_NAME).execute_in_process(
             instance=instance, tags=range_tags(start, end), raise_on_error=True

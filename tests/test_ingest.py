@@ -151,3 +151,29 @@ def test_unreadable_file_is_named(tmp_path):
 def test_missing_canonical_folder_reads_nothing(tmp_path):
     fs, base = ingest.open_landing(str(tmp_path))
     assert ingest.list_files(fs, base) == []
+
+
+def test_rows_an_adapter_rejects_are_quarantined_under_its_source(landing):
+    """A GA4 line that is not JSON, or has no event_timestamp, is a GA4 row in the quarantine,
+    not a canonical one: the adapter, not the row, says where it came from."""
+    good = {
+        "event_timestamp": "1704189600000000",
+        "event_name": "page_view",
+        "user_pseudo_id": "123.456",
+        "event_params": [],
+    }
+    no_time = {k: v for k, v in good.items() if k != "event_timestamp"}
+    write_jsonl(landing / "ga4" / "events_20240102.json", [good, '{"event_name": "page_v', no_time])
+    con, _ = run_ingest(landing)
+    rows = con.execute(
+        "select source, source_row, reason from quality.quarantined_events "
+        "where source_file like '%/ga4/%' order by source_row"
+    ).fetchall()
+    assert rows == [
+        ("ga4", 2, "line is not valid JSON"),
+        ("ga4", 3, "event_timestamp is missing"),
+    ]
+    canonical = con.execute(
+        "select distinct source from quality.quarantined_events where source_file like '%.jsonl'"
+    ).fetchall()
+    assert canonical == [("canonical",)]
