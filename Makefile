@@ -30,23 +30,16 @@ install: .venv/.synced
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(RUN) python -m pipeline.demo --landing $(DEMO_DIR)/landing --settings $(DEMO_DIR)/pushassist.yaml
-	@echo "materializing every asset for $(DEMO_START)..$(DEMO_END) (run log: $(DEMO_DIR)/run.log)"
 	@PUSHASSIST_SETTINGS=$(DEMO_DIR)/pushassist.yaml PUSHASSIST_LANDING=$(DEMO_DIR)/landing \
 		PUSHASSIST_WAREHOUSE=$(DEMO_DIR)/pushassist.duckdb \
-		$(RUN) dagster asset materialize -m pipeline.definitions --select '*' \
-		--partition-range $(DEMO_START)...$(DEMO_END) > $(DEMO_DIR)/run.log 2>&1 \
-		|| (tail -n 40 $(DEMO_DIR)/run.log; echo "the run failed: see $(DEMO_DIR)/run.log"; exit 1)
+		$(RUN) pushassist run $(DEMO_START) $(DEMO_END) --log $(DEMO_DIR)/run.log
 	$(RUN) python -m pipeline.report --warehouse $(DEMO_DIR)/pushassist.duckdb \
 		--truth $(DEMO_DIR)/demo_truth
 
 ## Materialize every asset for START..END on your own landing files (see README).
 run: install
 	@test -n "$(START)" -a -n "$(END)" || (echo "usage: make run START=YYYY-MM-DD END=YYYY-MM-DD"; exit 2)
-	@mkdir -p data
-	@echo "materializing every asset for $(START)..$(END) (run log: data/run.log)"
-	@$(RUN) dagster asset materialize -m pipeline.definitions --select '*' \
-		--partition-range $(START)...$(END) > data/run.log 2>&1 \
-		|| (tail -n 40 data/run.log; echo "the run failed: see data/run.log"; exit 1)
+	@$(RUN) pushassist run $(START) $(END) --log data/run.log
 	$(RUN) python -m pipeline.report
 
 ## Open the Dagster UI on http://127.0.0.1:3000

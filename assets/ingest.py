@@ -8,6 +8,7 @@ import duckdb
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
 from checks.common import CheckDef, count_check, result, threshold_severity
 from pipeline import ingest
+from pipeline.adapters import SOURCES
 from pipeline.partitions import partition_days
 from pipeline.settings import Settings
 from pipeline.tables import INGEST_COUNTS, QUARANTINED_EVENTS, STAGING_EVENTS
@@ -26,7 +27,8 @@ NOT_EMPTY = CheckDef(
 )
 NO_FUTURE = CheckDef(
     "no_future_events",
-    "No staged event is later than the time of the run (clock skew or a bad timestamp).",
+    "No event in any landing file is later than the time of the run (clock skew or a bad "
+    "timestamp): such rows fall on days no run covers yet.",
     dg.AssetCheckSeverity.WARN,
 )
 QUARANTINE_RATE = CheckDef(
@@ -94,11 +96,11 @@ def evaluate_checks(
         EVENTS,
         """
         select event_id, source, event_time, source_file, source_row
-        from staging.events
-        where event_date between ? and ?
-            and event_time > now()
+        from routed
+        where event_time > now()
+        order by event_time desc
         """,
-        days,
+        [],
         start,
         end,
     )
@@ -177,14 +179,20 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         start, end = partition_days(context)
         fs, base = ingest.open_landing(config.landing_root)
         files = ingest.list_files(fs, base)
+        if not files:
+            raise dg.Failure(
+                f"no data files under {config.landing_root}: files must sit in a source folder "
+                f"({', '.join(f'{name}/' for name in SOURCES)}) below the landing root (see the "
+                "README's landing layout)"
+            )
         context.log.info(f"reading {len(files)} files under {config.landing_root}")
         with warehouse.get_connection() as con:
             try:
                 ingest.stage_raw_rows(con, fs, files, config.sources.options())
+                ingest.type_rows(con, config.reporting_timezone)
+                routed = ingest.split_rows(con, config.first_partition_date)
             except ingest.UnreadableFileError as exc:
-                raise dg.Failure(str(exc), metadata={"file": str(exc).split(":")[0]}) from exc
-            ingest.type_rows(con, config.reporting_timezone)
-            routed = ingest.split_rows(con, config.first_partition_date)
+                raise dg.Failure(str(exc), metadata={"file": exc.path}) from exc
             context.log.info(f"rows across all files: {routed}")
             totals = ingest.write_range(con, start, end)
             context.log.info(f"{start} to {end}: {totals}")

@@ -50,7 +50,14 @@ CSV_SUFFIXES = (".csv",)
 
 
 class UnreadableFileError(RuntimeError):
-    """A landing file that cannot be read at all; its partition fails with the file named."""
+    """A landing file that cannot be read at all; its partition fails with the file named.
+
+    The message starts with the file's path, then ": " and the reason.
+    """
+
+    @property
+    def path(self) -> str:
+        return str(self).partition(": ")[0]
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def _with_lineage(table: pa_arrow.Table, path: str, fmt: str) -> pa_arrow.Table:
 
 
 def read_json_file(data: bytes, path: str) -> pa_arrow.Table:
-    text = data.decode("utf-8", errors="replace")
+    # utf-8-sig drops the byte-order mark some editors put before the first line.
+    text = data.decode("utf-8-sig", errors="replace")
     lines = pa_arrow.array(text.splitlines(), pa_arrow.string())
     numbers = pa_arrow.array(range(1, len(lines) + 1), pa_arrow.int64())
     keep = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0)
@@ -104,7 +112,7 @@ def read_json_file(data: bytes, path: str) -> pa_arrow.Table:
 
 def csv_header(data: bytes, delimiter: str = ",") -> list[str]:
     """Column names from the first line of a delimited file."""
-    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
+    first_line = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").strip()
     return [name.strip().strip('"') for name in first_line.split(delimiter)]
 
 
@@ -130,7 +138,19 @@ def read_delimited(
         )
         return "skip"
 
+    # A byte-order mark (Excel's "CSV UTF-8") would glue itself to the first column's name.
+    data = data.removeprefix(b"\xef\xbb\xbf")
     header = csv_header(data, delimiter)
+    if not data.strip():
+        empty = pa_arrow.table({"source_row": pa_arrow.array([], pa_arrow.int64())})
+        rejects = pa_arrow.table(
+            {
+                "source_row": pa_arrow.array([], pa_arrow.int64()),
+                "raw": pa_arrow.array([], pa_arrow.string()),
+                "reason": pa_arrow.array([], pa_arrow.string()),
+            }
+        )
+        return empty, rejects
     try:
         table = pa_csv.read_csv(
             pa_arrow.py_buffer(data),
@@ -503,6 +523,7 @@ def split_rows(con: duckdb.DuckDBPyConnection, first_date: dt.date) -> dict[str,
 
     A quarantined row whose time is unreadable is counted on the first day of its file's readable
     events, so that each partition's conservation adds up and a re-run lands it in the same place.
+    Raises UnreadableFileError for a file with rows none of which has a readable time.
     """
     frame = con.execute(
         "select row_number() over () - 1 as _i, * exclude (type_error, raw) from typed_rows "
@@ -561,6 +582,25 @@ def split_rows(con: duckdb.DuckDBPyConnection, first_date: dt.date) -> dict[str,
         """
     )
     con.unregister("schema_failures")
+    # A file none of whose rows has a readable time is not a file of events in a shape we
+    # know (epoch numbers, a JSON array, another delimiter, random bytes): it fails by name
+    # rather than being quarantined on a day nobody runs.
+    unreadable = con.execute(
+        """
+        select source_file, count(*) as rows, mode(reason) as reason
+        from routed
+        group by source_file
+        having count(event_date) = 0
+        order by source_file
+        limit 1
+        """
+    ).fetchall()
+    if unreadable:
+        path, count, reason = unreadable[0]
+        raise UnreadableFileError(
+            f"{path}: none of its {count} rows could be read as an event (for example: "
+            f"{reason}); check the file's format and the landing folder it is in"
+        )
     rows = con.execute("select destination, count(*) from routed group by 1").fetchall()
     return dict(rows)
 

@@ -200,7 +200,7 @@ def render(figures: dict[str, float], agreement: dict[str, float]) -> str:
     ratio = (
         f["push_assisted_conversions"] / f["push_last_touch_conversions"]
         if f["push_last_touch_conversions"]
-        else float("nan")
+        else None
     )
     lines = [
         "pushassist report",
@@ -216,7 +216,7 @@ def render(figures: dict[str, float], agreement: dict[str, float]) -> str:
         f"    by click {f['click_assisted_conversions']:,.0f}, influenced open "
         f"{f['influenced_assisted_conversions']:,.0f}; impression-only "
         f"{f['impression_assisted_conversions']:,.0f} (reported apart)",
-        f"  assisted / last-touch ratio: {ratio:.2f}",
+        f"  assisted / last-touch ratio: {'n/a' if ratio is None else f'{ratio:.2f}'}",
         f"  GA-style push assists: {f['ga_assisted_conversions']:,.0f}",
         f"  push-assisted only through identity stitching: "
         f"{f['stitched_assisted_conversions']:,.0f}",

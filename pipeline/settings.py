@@ -257,7 +257,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if path.exists():
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:
+            # PyYAML turns 2024-02-30 into a date and fails with a bare ValueError.
             raise SettingsError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise SettingsError(f"{path} must hold a mapping of keys, not {type(loaded).__name__}")

@@ -177,3 +177,43 @@ def test_rows_an_adapter_rejects_are_quarantined_under_its_source(landing):
         "select distinct source from quality.quarantined_events where source_file like '%.jsonl'"
     ).fetchall()
     assert canonical == [("canonical",)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "epoch.jsonl",
+            b'{"event_id": "e1", "event_time": 1709640000, "event_name": "purchase",'
+            b' "user_id": "u1"}\n',
+        ),
+        ("array.json", b'[\n  {"event_id": "e1"},\n  {"event_id": "e2"}\n]\n'),
+        ("semicolons.csv", b"event_id;event_time;event_name;user_id\ne1;2024-01-02;page_view;u\n"),
+        ("random.jsonl", bytes(range(256)) * 4),
+    ],
+)
+def test_a_file_without_one_readable_event_fails_by_name(tmp_path, name, content):
+    (tmp_path / "canonical").mkdir()
+    (tmp_path / "canonical" / name).write_bytes(content)
+    with pytest.raises(ingest.UnreadableFileError, match=f"{name}: none of its") as error:
+        run_ingest(tmp_path)
+    assert error.value.path.endswith(name)
+
+
+def test_byte_order_marks_and_empty_files(tmp_path):
+    folder = tmp_path / "canonical"
+    folder.mkdir()
+    # Excel's "CSV UTF-8": ids that look like numbers must stay text, and stay distinct.
+    (folder / "excel.csv").write_bytes(
+        b"\xef\xbb\xbfevent_id,event_time,event_name,user_id\n"
+        b"007,2024-01-02T10:00:00Z,page_view,a\n"
+        b"7,2024-01-02T10:00:00Z,page_view,b\n"
+        b"0007,2024-01-02T10:00:00Z,page_view,c\n"
+    )
+    (folder / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(event("j1")).encode() + b"\n")
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "empty.jsonl").write_bytes(b"")
+    con, totals = run_ingest(tmp_path)
+    assert totals == {"read": 4, "staged": 4, "quarantined": 0, "duplicate": 0}
+    ids = sorted(r[0] for r in con.execute("select event_id from staging.events").fetchall())
+    assert ids == ["0007", "007", "7", "j1"]

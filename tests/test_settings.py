@@ -82,3 +82,10 @@ def test_braze_custom_events_must_name_canonical_events():
     }
     with pytest.raises(SettingsError, match="sub: 'renewal' is not a canonical event name"):
         parse_settings({"sources": {"braze": {"custom_events": {"sub": "renewal"}}}})
+
+
+def test_an_impossible_date_names_the_file(tmp_path):
+    file = tmp_path / "settings.yaml"
+    file.write_text("first_partition_date: 2024-02-30\n")
+    with pytest.raises(SettingsError, match="settings.yaml is not valid YAML: day is out of range"):
+        load_settings(file)
