@@ -37,11 +37,26 @@ QUARANTINE_RATE = CheckDef(
     "settings (checks.quarantine_rate).",
     thresholded=True,
 )
+FILES_WITHOUT_EVENTS = CheckDef(
+    "files_without_events",
+    "No landing file is rejected whole by its adapter (for example a lookup table landed among "
+    "event tables): such a file's rows are quarantined on the first partition day, where no "
+    "daily run looks, so this check names them on every run.",
+    dg.AssetCheckSeverity.WARN,
+)
 SCHEMA = CheckDef(
     "canonical_schema",
     "Staged rows conform to the canonical event schema (pandera), re-validated after writing.",
 )
-CHECKS = (CONSERVATION, UNIQUE_IDS, NOT_EMPTY, NO_FUTURE, QUARANTINE_RATE, SCHEMA)
+CHECKS = (
+    CONSERVATION,
+    UNIQUE_IDS,
+    NOT_EMPTY,
+    NO_FUTURE,
+    FILES_WITHOUT_EVENTS,
+    QUARANTINE_RATE,
+    SCHEMA,
+)
 
 
 def evaluate_checks(
@@ -99,6 +114,21 @@ def evaluate_checks(
         from routed
         where event_time > now()
         order by event_time desc
+        """,
+        [],
+        start,
+        end,
+    )
+    yield count_check(
+        con,
+        FILES_WITHOUT_EVENTS,
+        EVENTS,
+        """
+        select source_file, count(*) as rows, mode(reason) as reason
+        from routed
+        group by source_file
+        having count(event_date) = 0
+        order by source_file
         """,
         [],
         start,
