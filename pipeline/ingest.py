@@ -379,6 +379,16 @@ def _insert_rejects(
     con.unregister("rejected_rows")
 
 
+# Columns whose values are a small vocabulary: compared in lower case, as event names are.
+LOWER_CASE_COLUMNS = ("platform", "push_kind", "holdout_group")
+
+
+def _text_sql(name: str) -> str:
+    # Tabs and line breaks around a value are as empty as spaces.
+    value = f"nullif(trim({name}, ' \t\r\n'), '')"
+    return f"lower({value}) as {name}" if name in LOWER_CASE_COLUMNS else f"{value} as {name}"
+
+
 def type_rows(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
     """Convert `raw_rows` to canonical types in the temp table `typed_rows`.
 
@@ -408,11 +418,13 @@ def type_rows(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
                 *,
                 try_cast(event_time_text as timestamptz) as event_time_value,
                 try_cast(revenue_text as decimal(18, 2)) as revenue_value,
-                properties_text is null or json_valid(properties_text) as properties_ok
+                properties_text is null
+                    or (json_valid(properties_text) and json_type(properties_text) = 'OBJECT')
+                    as properties_ok
             from cleaned
         )
         select
-            {", ".join(f"nullif(trim({n}), '') as {n}" for n in text_columns)},
+            {", ".join(_text_sql(n) for n in text_columns)},
             coalesce(nullif(trim(source), ''), 'canonical') as source,
             event_time_value as event_time,
             case
@@ -452,7 +464,7 @@ def type_rows(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
                 end,
                 case
                     when parse_error is null and not properties_ok
-                    then 'properties is not valid JSON'
+                    then 'properties is not a JSON object'
                 end
             ) as type_error
         from converted

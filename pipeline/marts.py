@@ -91,8 +91,9 @@ def build_push_campaign_daily(
     tz = settings.reporting_timezone
     select_sql = f"""
         with messages as (
+            -- An open that does not repeat its campaign still belongs to its message's.
             select
-                e.campaign_id,
+                any_value(e.campaign_id) filter (where e.campaign_id is not null) as campaign_id,
                 {message_key_sql(settings)} as message_key,
                 any_value(e.push_kind) filter (where e.push_kind is not null) as push_kind,
                 -- FCM, read from the GA4 export, logs no send: a message it reports delivered or
@@ -106,12 +107,11 @@ def build_push_campaign_daily(
             from staging.events as e
             join core.event_persons as p
                 using (source, event_id)
-            where e.campaign_id is not null
-                and e.event_name in (
-                    'push_sent', 'push_delivered', 'push_bounced', 'push_opened',
-                    'push_influenced_open'
-                )
-            group by all
+            where e.event_name in (
+                'push_sent', 'push_delivered', 'push_bounced', 'push_opened',
+                'push_influenced_open'
+            )
+            group by message_key
         ),
         funnel as (
             select
@@ -128,6 +128,7 @@ def build_push_campaign_daily(
                     as influenced_opens
             from messages
             where send_day between $1 and $2
+                and campaign_id is not null
             group by all
         ),
         opt_outs as (

@@ -217,3 +217,22 @@ def test_byte_order_marks_and_empty_files(tmp_path):
     assert totals == {"read": 4, "staged": 4, "quarantined": 0, "duplicate": 0}
     ids = sorted(r[0] for r in con.execute("select event_id from staging.events").fetchall())
     assert ids == ["0007", "007", "7", "j1"]
+
+
+def test_vocabularies_ignore_case_and_blank_ids_are_missing(tmp_path):
+    write_jsonl(
+        tmp_path / "canonical" / "odd.jsonl",
+        [
+            event("v1", platform="iOS", push_kind="App"),
+            event("v2", user_id="\t"),
+            event("v3", properties=[1, 2]),
+        ],
+    )
+    con, _ = run_ingest(tmp_path)
+    assert con.execute(
+        "select platform, push_kind from staging.events where event_id = 'v1'"
+    ).fetchall() == [("ios", "app")]
+    assert [reason for _, _, reason in quarantine(con)] == [
+        "has none of user_id, anonymous_id, device_id",
+        "properties is not a JSON object",
+    ]

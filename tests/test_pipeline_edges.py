@@ -123,3 +123,14 @@ def test_junk_order_ids_and_subscription_renewals_are_separate_conversions(tmp_p
     # The row dated 2099 falls on no day a run covers: the WARN check says so on every run.
     assert "no_future_events" in failed
     assert "files_without_events" in failed
+
+
+def test_an_open_that_does_not_repeat_its_campaign_counts_in_the_funnel(tmp_path):
+    rows = message("m1", "cmp_a", "02T09:00:00", user="u1")
+    rows.append(ev("push_opened", "02T09:30:00", message_id="m1", user_id="u1", push_kind="app"))
+    land(tmp_path, "opens", rows)
+    con, _ = run_job(tmp_path, dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+    assert con.execute(
+        "select sends, deliveries, opens, open_rate from marts.push_campaign_daily "
+        "where campaign_id = 'cmp_a'"
+    ).fetchall() == [(1, 1, 1, 1.0)]
