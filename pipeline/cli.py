@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import re
 import subprocess
 import sys
 import zoneinfo
@@ -87,6 +89,7 @@ def _run(start_text: str, end_text: str, log_file: str) -> int:
     ]  # fmt: skip
     with log.open("w") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    _report_checks(log, settings)
     if done.returncode != 0:
         # The lines that say why, without Dagster's traceback around them.
         reasons = [
@@ -101,6 +104,32 @@ def _run(start_text: str, end_text: str, log_file: str) -> int:
         sys.stderr.write(f"the run failed: see {log}\n")
         return 1
     return 0
+
+
+def _report_checks(log: Path, settings) -> None:
+    """Print the run's failed checks and send them to the alert sinks.
+
+    The alert sensors watch runs launched from the UI and by the schedule; a run started here
+    is not one they see, so its alerts are delivered here, with the same deduplication.
+    """
+    # Imported here: Dagster is slow to import, and `pushassist attribute` does not need it.
+    import dagster as dg
+
+    from pipeline.alerts import alerts_from_run, configured_sinks, deliver
+
+    found = re.search(r" - (\w{8}-\w{4}-\w{4}-\w{4}-\w{12}) - ", log.read_text())
+    if not found or "DAGSTER_HOME" not in os.environ:
+        return
+    with dg.DagsterInstance.get() as instance:
+        alerts = alerts_from_run(instance, found.group(1), settings)
+        for alert in alerts:
+            sys.stderr.write(
+                f"  check {alert.check} on {alert.asset} failed ({alert.severity}, "
+                f"{alert.days}): see {alert.runbook}\n"
+            )
+        sent = deliver(alerts, configured_sinks(settings), settings.alert_state_file)
+    if alerts:
+        sys.stderr.write(f"alerts sent: {sent}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -438,3 +438,35 @@ def test_fixtures_through_ingest(tmp_path):
         "push_opened": 1,
         "session_start": 1,
     }
+
+
+def _purchase_line(value_slot: dict) -> bytes:
+    row = {
+        "event_date": "20240305",
+        "event_timestamp": "1709654400000000",
+        "event_name": "purchase",
+        "user_pseudo_id": "p1",
+        "event_params": [
+            {"key": "value", "value": value_slot},
+            {"key": "currency", "value": {"string_value": "EUR"}},
+            {"key": "transaction_id", "value": {"string_value": "T4"}},
+        ],
+    }
+    return (json.dumps(row) + "\n").encode()
+
+
+def test_an_empty_string_slot_does_not_hide_the_number_in_another():
+    empty_string = {"string_value": "", "int_value": "40", "float_value": None}
+    rows, rejects = ga4.read(_purchase_line(empty_string), "events_20240305.json", None)
+    assert rows.column("revenue").to_pylist() == ["40.00"]
+    assert rejects.num_rows == 0
+
+
+def test_a_value_that_is_no_number_reaches_ingest_as_it_is(tmp_path):
+    folder = tmp_path / "ga4"
+    folder.mkdir()
+    (folder / "events_20240305.json").write_bytes(_purchase_line({"string_value": "abc"}))
+    con, totals = run_ingest(tmp_path, dt.date(2024, 3, 5), dt.date(2024, 3, 5))
+    assert totals == {"read": 1, "staged": 0, "quarantined": 1, "duplicate": 0}
+    reasons = con.execute("select reason from quality.quarantined_events").fetchall()
+    assert reasons == [("revenue 'abc' is not a number",)]

@@ -165,10 +165,14 @@ def _int_text(path: str) -> str:
 
 
 def _money(expr: str) -> str:
-    """Decimal text with at most 2 places; exact for decimal text, via double for 1e-05 forms."""
+    """Decimal text with at most 2 places; exact for decimal text, via double for 1e-05 forms.
+
+    Text that is no number is passed on as it is, so that ingest quarantines the row with the
+    value in its reason instead of staging a purchase worth nothing.
+    """
     return (
-        f"coalesce(try_cast(try_cast({expr} as decimal(38, 9)) as decimal(18, 2)), "
-        f"try_cast(try_cast({expr} as double) as decimal(18, 2)))::varchar"
+        f"coalesce(try_cast(try_cast({expr} as decimal(38, 9)) as decimal(18, 2))::varchar, "
+        f"try_cast(try_cast({expr} as double) as decimal(18, 2))::varchar, {expr}::varchar)"
     )
 
 
@@ -276,14 +280,17 @@ _MAP_SQL = f"""
         select
             source_row,
             p.key as key,
+            -- An empty string_value is an empty slot, not the value: the number may sit in
+            -- another slot of the same parameter.
             coalesce(
-                p.value.string_value,
+                nullif(p.value.string_value, ''),
                 try_cast(p.value.int_value as bigint)::varchar,
                 try_cast(p.value.float_value as double)::varchar,
                 try_cast(p.value.double_value as double)::varchar
             ) as value_text,
             case
-                when p.value.string_value is not null then to_json(p.value.string_value)
+                when nullif(p.value.string_value, '') is not null
+                    then to_json(p.value.string_value)
                 when try_cast(p.value.int_value as bigint) is not null
                     then to_json(try_cast(p.value.int_value as bigint))
                 else to_json(
