@@ -19,8 +19,18 @@ Decisions where SPEC.md is silent (each one is also said where it is implemented
   latest touch) whose weight is its frequency: linear, time_decay and position_based give the
   channel the sum of what its touches earn on the untransformed path. Credits still sum to 1.
   In the `path` text each channel is written as Snowplow's frequency path does: `Email(2)`.
+- Snowplow's removing transforms drop touches before any model runs, and number the rest 1..n:
+  `trim_long_path` keeps the last `path_lookback_steps` touches (None: all);
+  `remove_if_not_all_direct` drops every Direct touch; `remove_if_last_and_not_all_direct`
+  drops the final run of Direct touches (`a > Direct > a > Direct > Direct` becomes
+  `a > Direct > a`). Both keep a path of Direct touches only whole, as Snowplow does.
 - Single-touch models (first_click, last_click, last_non_direct) credit an actual touch: a
-  transform never changes which touch was first or last, only the position reported for it.
+  transform never changes which touch was first or last, only the position reported for it
+  (the removing transforms excepted: a dropped touch is credited by no model).
+- `attribute_paths` also returns GA-style assists for every model: a channel assists a
+  converting path once (times its count and conversions, and for its value) if it holds any
+  position but the last of the transformed path, even when it also holds the last one, as
+  Google Analytics' assisted conversions count (SPEC 4.2).
 - A conversion with no creditable touch gets one row per model with touch_id null, channel
   Direct and credit 1 (Google Analytics' rule: no campaign data means Direct). The same
   fallback applies to the last-touch models when the window holds only impressions or
@@ -63,6 +73,7 @@ PATHS_FILE_PARAMS = (
     "position_weights",
     "last_touch_rule",
     "markov_order",
+    "path_lookback_steps",
 )
 
 _MICROS_PER_DAY = 86_400_000_000
@@ -70,8 +81,9 @@ _MICROS_PER_DAY = 86_400_000_000
 # Per transform: how a touch's slot (its position in the transformed path) is numbered, which
 # touch of a slot stands for it, and whether the multi-touch models weigh every touch (the
 # slot then sums its touches' credit) or only the one standing for the slot.
+_ONE_SLOT_PER_TOUCH = ("row_number() over by_seq", "slot_last_seq", True)
 _TRANSFORMS = {
-    "none": ("row_number() over by_seq", "slot_last_seq", True),
+    "none": _ONE_SLOT_PER_TOUCH,
     "exposure": ("sum(case when starts_run then 1 else 0 end) over by_seq", "slot_last_seq", False),
     "first": (
         "dense_rank() over (partition by conversion_id order by channel_first_seq)",
@@ -83,18 +95,51 @@ _TRANSFORMS = {
         "slot_last_seq",
         True,
     ),
+    # Snowplow's removing transforms drop touches (_KEEP_TOUCH) and number the rest 1..n
+    "trim_long_path": _ONE_SLOT_PER_TOUCH,
+    "remove_if_not_all_direct": _ONE_SLOT_PER_TOUCH,
+    "remove_if_last_and_not_all_direct": _ONE_SLOT_PER_TOUCH,
+}
+
+_IS_DIRECT = f"lower(channel) = lower('{DIRECT_CHANNEL}')"
+# Per removing transform: the QUALIFY condition a touch must meet to stay in the path.
+_KEEP_TOUCH = {
+    # the last `path_lookback_steps` touches
+    "trim_long_path": "row_number() over (partition by conversion_id order by seq desc) <= {steps}",
+    # every non-Direct touch; a path of Direct touches only is kept whole
+    "remove_if_not_all_direct": (
+        f"not ({_IS_DIRECT}) or bool_and({_IS_DIRECT}) over (partition by conversion_id)"
+    ),
+    # everything up to the last non-Direct touch (so a final run of Direct goes); a path of
+    # Direct touches only has no non-Direct touch and is kept whole
+    "remove_if_last_and_not_all_direct": (
+        f"seq <= coalesce(max(case when not ({_IS_DIRECT}) then seq end) "
+        "over (partition by conversion_id), seq)"
+    ),
 }
 
 
-def _transform_ctes(source: str, transform: str) -> str:
+def _transform_ctes(source: str, transform: str, lookback_steps: int | None = None) -> str:
     """CTEs numbering every touch of `source` by its slot in the transformed path.
 
     `source` needs conversion_id, seq (orders a conversion's touches, oldest first) and channel.
-    The last CTE, `slot_bounds`, adds slot, slot_first_seq, slot_last_seq, slot_size and
-    is_slot_rep (the touch that stands for the slot) to every touch.
+    The last CTE, `slot_reps`, adds slot, slot_first_seq, slot_last_seq, slot_size and
+    is_slot_rep (the touch that stands for the slot) to every touch the transform keeps
+    (the removing transforms leave some out). `lookback_steps` is trim_long_path's N (None: no
+    limit).
     """
     slot_expr, rep_seq, _ = _TRANSFORMS[transform]
+    keep = _KEEP_TOUCH.get(transform)
+    if transform == "trim_long_path":
+        keep = None if lookback_steps is None else keep.format(steps=int(lookback_steps))
+    keep_clause = f"qualify {keep}" if keep else ""
     return f"""
+    kept_touches as (
+        -- the touches the transform keeps
+        select *
+        from {source}
+        {keep_clause}
+    ),
     run_marks as (
         -- where each run of one channel starts, and where each channel first appears
         select
@@ -104,7 +149,7 @@ def _transform_ctes(source: str, transform: str) -> str:
                 true
             ) as starts_run,
             min(seq) over (partition by conversion_id, channel) as channel_first_seq
-        from {source}
+        from kept_touches
     ),
     slotted as (
         -- the touch's position in the transformed path
@@ -152,7 +197,7 @@ def credit_sql(touches: str, conversions: str, settings: AttributionSettings) ->
     model_touch_filter = "true" if models_see_every_touch else "is_slot_rep"
     return f"""
     with
-    {_transform_ctes(touches, settings.path_transform)},
+    {_transform_ctes(touches, settings.path_transform, settings.path_lookback_steps)},
     model_params as (
         select
             {float(settings.half_life_days)!r}::double as half_life_days,
@@ -412,7 +457,7 @@ def _paths_select_sql(settings: AttributionSettings) -> str:
             path_channel as channel
         from _attribution_window
     ),
-    {_transform_ctes("path_source", settings.path_transform)},
+    {_transform_ctes("path_source", settings.path_transform, settings.path_lookback_steps)},
     path_slots as (
         select
             conversion_id,
@@ -803,11 +848,11 @@ left join _model_touches as t
 """
 
 
-def _path_steps_sql(touches: str, transform: str) -> str:
+def _path_steps_sql(touches: str, transform: str, lookback_steps: int | None = None) -> str:
     """Per path of `touches`: its transformed steps, oldest first, and the touch of each."""
     return f"""
     with
-    {_transform_ctes(touches, transform)}
+    {_transform_ctes(touches, transform, lookback_steps)}
     select
         conversion_id,
         list(channel order by slot) as channels,
@@ -840,6 +885,9 @@ def add_data_driven_credits(
         _NON_CONVERTING_TOUCHES_SQL.format(touches=touches, include_views=include_views), dates
     )
     con.execute(_MODEL_JOURNEYS_SQL)
+    path_steps = _path_steps_sql(
+        "_model_touches", settings.path_transform, settings.path_lookback_steps
+    )
     steps = con.execute(
         f"""
         select
@@ -852,7 +900,7 @@ def add_data_driven_credits(
             w.value,
             w.journey_date
         from _model_weights as w
-        left join ({_path_steps_sql("_model_touches", settings.path_transform)}) as s
+        left join ({path_steps}) as s
             using (conversion_id)
         where s.conversion_id is not null
             or w.conversions > 0
@@ -1110,6 +1158,48 @@ group by ch.channel
 order by ch.channel
 """
 
+
+def _paths_file_assists_sql(settings: AttributionSettings) -> str:
+    """GA-style assists per channel of the converting paths, after the path transform.
+
+    A channel assists a converting path once if it holds any position but the last of the
+    transformed path, even when it also holds the last one (Google Analytics' assisted
+    conversions). Every channel of a converting path is listed, with 0 when it assisted none.
+    """
+    return f"""
+    with
+    {_transform_ctes("converted_touches", settings.path_transform, settings.path_lookback_steps)},
+    assisting as (
+        select distinct
+            conversion_id,
+            channel
+        from slot_reps
+        qualify slot < max(slot) over (partition by conversion_id)
+    ),
+    weighted as (
+        select
+            a.channel,
+            p.conversions * p.path_count as conversions,
+            p.value * p.path_count as value
+        from assisting as a
+        join converted_paths as p
+            using (conversion_id)
+    ),
+    channels as (
+        select distinct channel from converted_touches
+    )
+    select
+        ch.channel,
+        coalesce(sum(w.conversions), 0.0) as conversions,
+        coalesce(sum(w.value), 0.0) as value
+    from channels as ch
+    left join weighted as w
+        using (channel)
+    group by ch.channel
+    order by ch.channel
+    """
+
+
 _PATHS_FILE_WEIGHTS_SQL = """
 create temp view path_weights as
 select
@@ -1121,7 +1211,9 @@ from path_conversions
 """
 
 
-def model_paths_sql(touches: str, weights: str, transform: str) -> str:
+def model_paths_sql(
+    touches: str, weights: str, transform: str, lookback_steps: int | None = None
+) -> str:
     """SQL of the distinct transformed paths the data-driven models read, aggregated.
 
     `touches` is a relation like credit_sql's; `weights` has conversion_id, conversions, nulls
@@ -1139,7 +1231,7 @@ def model_paths_sql(touches: str, weights: str, transform: str) -> str:
         sum(w.nulls) as nulls,
         sum(w.value) as value
     from {weights} as w
-    left join ({_path_steps_sql(touches, transform)}) as s
+    left join ({_path_steps_sql(touches, transform, lookback_steps)}) as s
         using (conversion_id)
     where s.conversion_id is not null
         or w.conversions > 0
@@ -1169,11 +1261,13 @@ def path_table_keys(rows: list[tuple], transform: str) -> list[tuple]:
     return [tuple(r[0]) for r in rows]
 
 
-def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
+def attribute_paths(document: dict) -> dict[str, Any]:
     """Credit per channel for a SPEC 4.3 paths document.
 
     Returns {"credits": {channel: value credit}, "conversions": {channel: conversion credit}},
-    plus "removal_effects" (markov) or "shapley_values" (shapley), {channel: figure}. The
+    plus "removal_effects" (markov) or "shapley_values" (shapley), {channel: figure}, and for
+    every model "assists": {"conversions": {channel: n}, "value": {channel: v}}, GA-style
+    assisted conversions on the transformed converting paths. The
     heuristic models run the pipeline's model SQL; the data-driven ones pipeline.models, on
     the paths aggregated by the same path transforms. Raises ValueError, with a message naming
     the bad key, for a document it cannot run.
@@ -1222,7 +1316,12 @@ def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
         if data_driven:
             con.execute(_PATHS_FILE_WEIGHTS_SQL)
             rows = con.execute(
-                model_paths_sql("path_touches", "path_weights", settings.path_transform)
+                model_paths_sql(
+                    "path_touches",
+                    "path_weights",
+                    settings.path_transform,
+                    settings.path_lookback_steps,
+                )
             ).fetchall()
         else:
             rows = con.execute(
@@ -1231,14 +1330,20 @@ def attribute_paths(document: dict) -> dict[str, dict[str, float]]:
                 ),
                 {"model": model},
             ).fetchall()
+        assist_rows = con.execute(_paths_file_assists_sql(settings)).fetchall()
     finally:
         con.close()
+    assists = {
+        "conversions": {channel: conversions for channel, conversions, _ in assist_rows},
+        "value": {channel: value for channel, _, value in assist_rows},
+    }
     if not data_driven:
         return {
             "credits": {channel: value for channel, value, _ in rows},
             "conversions": {channel: conversions for channel, _, conversions in rows},
+            "assists": assists,
         }
     table = path_table(rows, settings.path_transform)
     result = run_model(model, table, settings.markov_order)
     conversions, values = result.channel_totals(table)
-    return {"credits": values, "conversions": conversions, **result.figures}
+    return {"credits": values, "conversions": conversions, **result.figures, "assists": assists}

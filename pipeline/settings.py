@@ -58,7 +58,17 @@ def _default_conversions() -> dict[str, ConversionDefinition]:
 
 class AttributionSettings(_Strict):
     last_touch_rule: Literal["last_click", "last_non_direct"] = "last_non_direct"
-    path_transform: Literal["none", "exposure", "first", "frequency"] = "exposure"
+    path_transform: Literal[
+        "none",
+        "exposure",
+        "first",
+        "frequency",
+        "trim_long_path",
+        "remove_if_not_all_direct",
+        "remove_if_last_and_not_all_direct",
+    ] = "exposure"
+    # trim_long_path keeps the last `path_lookback_steps` touches (None: no limit).
+    path_lookback_steps: int | None = Field(default=None, ge=1)
     half_life_days: float = Field(default=7.0, gt=0)
     position_weights: tuple[float, float, float] = (0.4, 0.2, 0.4)
     # Impressions and influenced opens never take the last touch; they join the multi-touch
@@ -81,6 +91,15 @@ class AttributionSettings(_Strict):
         if any(w < 0 for w in value) or abs(sum(value) - 1.0) > 1e-9:
             raise ValueError(f"must be three non-negative weights summing to 1, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _steps_need_trim(self):
+        if self.path_lookback_steps is not None and self.path_transform != "trim_long_path":
+            raise ValueError(
+                "path_lookback_steps applies to path_transform trim_long_path only, "
+                f"not {self.path_transform!r}"
+            )
+        return self
 
 
 class IdentitySettings(_Strict):

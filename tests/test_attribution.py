@@ -515,7 +515,18 @@ def test_rerunning_a_range_leaves_the_same_rows(con):
     ).fetchone() == (0,)
 
 
-@pytest.mark.parametrize("transform", ["none", "exposure", "first", "frequency"])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        "none",
+        "exposure",
+        "first",
+        "frequency",
+        "trim_long_path",
+        "remove_if_not_all_direct",
+        "remove_if_last_and_not_all_direct",
+    ],
+)
 @pytest.mark.parametrize("views", [False, True])
 def test_credits_sum_to_one_per_conversion_and_model(con, transform, views):
     mixed_data(con)
@@ -609,6 +620,80 @@ def test_paths_file_counts_windows_and_non_converting_paths():
     assert result["conversions"] == {"Direct": 2.5, "Paid Search": 1.5}
 
 
+def _paths(*paths: tuple[list[str], dict]) -> list[dict]:
+    return [{"touches": [{"channel": c} for c in chs], **extra} for chs, extra in paths]
+
+
+# time_decay is left out only because it needs touch times, which these paths do not have
+@pytest.mark.parametrize(
+    "model", [m for m in (*HEURISTIC_MODELS, *DATA_DRIVEN_MODELS) if m != "time_decay"]
+)
+def test_paths_file_reports_ga_assists_for_every_model(model):
+    paths = _paths(
+        # Email assists once (twice present, also last); Push assists; Direct is only last
+        (["Email", "Push", "Email", "Direct"], {"value": 10.0, "count": 2}),
+        # Push assists, Email is only last; an aggregated row of 3 conversions
+        (["Push", "Push", "Email"], {"value": 6.0, "conversions": 3}),
+        # a single touch assists nothing
+        (["Push"], {"value": 1.0}),
+        # non-converting paths assist nothing
+        (["Email", "Push"], {"converted": False}),
+    )
+    result = attribute_paths({"model": model, "params": {"path_transform": "none"}, "paths": paths})
+    assert result["assists"] == {
+        "conversions": {"Direct": 0.0, "Email": 2.0, "Push": 5.0},
+        "value": {"Direct": 0.0, "Email": 20.0, "Push": 26.0},
+    }
+
+
+def test_paths_file_assists_follow_the_path_transform():
+    paths = _paths((["Email", "Email", "Push", "Direct"], {"value": 4.0}))
+
+    def assists(**params):
+        document = {"model": "last_click", "params": params, "paths": paths}
+        return attribute_paths(document)["assists"]["conversions"]
+
+    assert assists(path_transform="none") == {"Direct": 0.0, "Email": 1.0, "Push": 1.0}
+    # Direct dropped from the end: Push is now last and assists nothing
+    assert assists(path_transform="remove_if_last_and_not_all_direct") == {
+        "Direct": 0.0,
+        "Email": 1.0,
+        "Push": 0.0,
+    }
+    # the last two touches only
+    assert assists(path_transform="trim_long_path", path_lookback_steps=2) == {
+        "Direct": 0.0,
+        "Email": 0.0,
+        "Push": 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        # no path_lookback_steps: no limit, the untransformed path (12/5 per touch)
+        ({"path_transform": "trim_long_path"}, {"a": 4.8, "Direct": 13.2}),
+        # a > Direct > Direct
+        (
+            {"path_transform": "trim_long_path", "path_lookback_steps": 3},
+            {"a": 4.0, "Direct": 14.0},
+        ),
+        # a > a
+        ({"path_transform": "remove_if_not_all_direct"}, {"a": 12.0, "Direct": 6.0}),
+        # a > Direct > a
+        ({"path_transform": "remove_if_last_and_not_all_direct"}, {"a": 8.0, "Direct": 10.0}),
+    ],
+)
+def test_paths_file_removing_transforms(params, expected):
+    # linear credit; the all-Direct path (6.0 to Direct) is kept whole by every transform
+    paths = _paths(
+        (["a", "Direct", "a", "Direct", "Direct"], {"value": 12.0}),
+        (["Direct", "Direct"], {"value": 6.0}),
+    )
+    result = attribute_paths({"model": "linear", "params": params, "paths": paths})
+    assert result["credits"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
@@ -616,6 +701,18 @@ def test_paths_file_counts_windows_and_non_converting_paths():
         ({"model": "magic", "paths": []}, "known models: last_click"),
         ({"model": "linear", "params": {"half_life": 3}, "paths": []}, "unknown params"),
         ({"model": "linear", "params": {"path_transform": "x"}, "paths": []}, "path_transform"),
+        (
+            {"model": "linear", "params": {"path_lookback_steps": 2}, "paths": []},
+            "path_lookback_steps applies to path_transform trim_long_path only",
+        ),
+        (
+            {
+                "model": "linear",
+                "params": {"path_transform": "trim_long_path", "path_lookback_steps": 0},
+                "paths": [],
+            },
+            "path_lookback_steps",
+        ),
         ({"model": "linear", "paths": [{"touches": [{"ts": None}]}]}, "channel"),
         (
             {
@@ -643,6 +740,7 @@ def test_cli_prints_credits_as_json(tmp_path, capsys):
     )
     assert main(["attribute", str(paths_file)]) == 0
     assert json.loads(capsys.readouterr().out) == {
+        "assists": {"conversions": {"Email": 0.0}, "value": {"Email": 0.0}},
         "conversions": {"Email": 1.0},
         "credits": {"Email": 5.0},
     }

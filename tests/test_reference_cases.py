@@ -2,9 +2,9 @@
 
 Cases live in ../shared/reference-cases/ (relative to the repo root), in the paths format of
 SPEC 4.3. Each runs through `attribute_paths` with the settings that reproduce its source's
-rules, and the test id names those settings. Every model case runs, the data-driven ones
-(markov, shapley, fractribution) included; only what is not a credit model (GA's assist counts,
-path transforms this engine does not offer) is skipped, with the reason.
+rules, and the test id names those settings. Every case runs, none is skipped: the credit
+models (the data-driven markov, shapley and fractribution included), GA's assist counts (the
+paths interface's `assists`) and all of Snowplow's published path transforms.
 """
 
 from __future__ import annotations
@@ -38,12 +38,19 @@ SOURCE_SETTINGS = {
     "snowplow_dbt_attribution.json": SNOWPLOW,
     "google_definitions_derived.json": GOOGLE,
 }
-SNOWPLOW_TRANSFORMS = {
-    "unique_path": "none",
-    "exposure_path": "exposure",
-    "first_path": "first",
-    "frequency_path (fractribution only)": "frequency",
+# Snowplow's transform names -> the settings that give the same transformed path
+SNOWPLOW_TRANSFORMS: dict[str, dict] = {
+    "unique_path": {"path_transform": "none"},
+    "exposure_path": {"path_transform": "exposure"},
+    "first_path": {"path_transform": "first"},
+    "frequency_path (fractribution only)": {"path_transform": "frequency"},
+    "trim_long_path_1": {"path_transform": "trim_long_path", "path_lookback_steps": 1},
+    "trim_long_path_2": {"path_transform": "trim_long_path", "path_lookback_steps": 2},
+    "remove_if_not_all_Direct": {"path_transform": "remove_if_not_all_direct"},
+    "remove_if_last_and_not_all_Direct": {"path_transform": "remove_if_last_and_not_all_direct"},
 }
+# The assists cases' `params.paths`: which path transform the case's paths were read with
+ASSISTS_PATHS = {"collapsed_paths": "exposure", "raw_paths": "none"}
 
 
 def load_files() -> dict[str, dict]:
@@ -85,8 +92,8 @@ def credit_cases() -> list:
     for file_name, data in FILES.items():
         source = file_name.removesuffix(".json")
         for case in data["cases"]:
-            if case["model"] == "path_transform":
-                continue  # not a model: test_published_path_transforms checks these
+            if case["model"] in ("path_transform", "assists"):
+                continue  # not models: test_published_path_transforms and test_assists_case
             engine_params = case_params(file_name, case)
             if "expected_by_model" in case:
                 runs = list(case["expected_by_model"].items())
@@ -105,12 +112,6 @@ def credit_cases() -> list:
 def skip_reason(model: str) -> str | None:
     if model in HEURISTIC_MODELS or model in MODEL_ALIASES or model in DATA_DRIVEN_MODELS:
         return None
-    if model == "assists":
-        return (
-            "GA-style assisted conversions are a count per channel, not a credit model, and the "
-            "paths interface returns credits only (their last-click part is checked below; the "
-            "pipeline reports GA assists for push as conversion_paths.ga_assist)"
-        )
     return f"model {model!r} is not one this engine knows"
 
 
@@ -138,19 +139,32 @@ def test_reference_case(case, model, params, expected):
 def assists_cases() -> list:
     if not FILES:
         return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING))]
-    return [
-        pytest.param(case, id=f"{name.removesuffix('.json')}:{case['id']}[last_click]")
-        for name, data in FILES.items()
-        for case in data["cases"]
-        if case["model"] == "assists"
-    ]
+    params = []
+    for name, data in FILES.items():
+        for case in data["cases"]:
+            if case["model"] != "assists":
+                continue
+            transform = ASSISTS_PATHS[case["params"]["paths"]]
+            test_id = f"{name.removesuffix('.json')}:{case['id']}[path_transform={transform}]"
+            params.append(pytest.param(case, transform, id=test_id))
+    return params
 
 
-@pytest.mark.parametrize("case", assists_cases())
-def test_last_click_part_of_the_assists_cases(case):
-    """GA's assist tables also show last-click credit, which does not pass Direct over."""
-    document = {"model": "last_click", "paths": case["paths"]}
+@pytest.mark.parametrize(("case", "transform"), assists_cases())
+def test_assists_case(case, transform):
+    """GA's assisted conversions, and the last-click credit (Direct not passed over) beside them.
+
+    Every model returns the same assists; last_click runs here so both parts of the case are
+    checked on one result.
+    """
+    document = {
+        "model": "last_click",
+        "params": {"path_transform": transform},
+        "paths": case["paths"],
+    }
     result = attribute_paths(document)
+    assert_credits(result["assists"]["conversions"], case["expected_assisted_conversions"], 1e-9)
+    assert_credits(result["assists"]["value"], case["expected_assisted_value"], 1e-9)
     assert_credits(result["credits"], case["expected_last_click_value"], 1e-9)
     assert_credits(result["conversions"], case["expected_last_click_conversions"], 1e-9)
 
@@ -164,22 +178,22 @@ def transform_cases() -> list:
             if case["model"] != "path_transform":
                 continue
             for transform_name, expected in case["expected"].items():
-                transform = SNOWPLOW_TRANSFORMS.get(transform_name)
+                settings = SNOWPLOW_TRANSFORMS.get(transform_name)
                 test_id = f"{name.removesuffix('.json')}:{case['id']}:{transform_name}"
                 marks = []
-                if transform is None:
+                if settings is None:
                     reason = f"{transform_name} is not a path transform this engine offers"
                     marks = [pytest.mark.skip(reason=reason)]
                 else:
-                    test_id += f"[path_transform={transform}]"
+                    test_id += f"[{','.join(f'{k}={v}' for k, v in settings.items())}]"
                 params.append(
-                    pytest.param(case["input_path"], transform, expected, id=test_id, marks=marks)
+                    pytest.param(case["input_path"], settings, expected, id=test_id, marks=marks)
                 )
     return params
 
 
-@pytest.mark.parametrize(("channels", "transform", "expected"), transform_cases())
-def test_published_path_transforms(channels, transform, expected):
+@pytest.mark.parametrize(("channels", "settings", "expected"), transform_cases())
+def test_published_path_transforms(channels, settings, expected):
     """The pipeline writes the transformed path Snowplow publishes, through core tables."""
     con = duckdb.connect()
     con.execute("create schema core")
@@ -203,7 +217,7 @@ def test_published_path_transforms(channels, transform, expected):
         """,
         [converted, converted.date()],
     )
-    build(con, AttributionSettings(path_transform=transform), converted.date(), converted.date())
+    build(con, AttributionSettings(**settings), converted.date(), converted.date())
     path = con.execute("select path from core.conversion_paths").fetchone()[0]
     assert path == " > ".join(expected)
 

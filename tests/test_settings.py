@@ -1,4 +1,5 @@
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,12 @@ def test_an_impossible_date_names_the_file(tmp_path):
     file.write_text("first_partition_date: 2024-02-30\n")
     with pytest.raises(SettingsError, match="settings.yaml is not valid YAML: day is out of range"):
         load_settings(file)
+
+
+def test_the_readme_settings_example_is_valid():
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml", 1)[1].split("```", 1)[0]
+    settings = parse_settings(yaml.safe_load(example))
+    assert settings.conversions["subscription"].dedupe_by_order_id is False
