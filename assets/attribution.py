@@ -7,11 +7,10 @@ import dagster as dg
 from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
 from checks.common import CheckDef, count_check
 from pipeline.attribution import build_paths
-from pipeline.misclassification import build_recorded_touches
+from pipeline.misclassification import attribution_touches
 from pipeline.partitions import lookback_mapping, partition_days
 from pipeline.settings import Settings
 from pipeline.tables import ATTRIBUTION_CREDITS, CONVERSION_PATHS, CONVERSIONS, TOUCHES
-from pipeline.touches import current_touches
 from resources import SettingsResource, Warehouse
 
 PATHS = asset_key(CONVERSION_PATHS)
@@ -55,11 +54,8 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         config = settings.get()
         start, end = partition_days(context)
         with warehouse.get_connection() as con:
-            touches = current_touches(con)
-            if not config.attribution.use_corrected_channels:
-                # The recorded view: sessions a push open started keep their recorded channel.
-                first = start - dt.timedelta(days=config.max_lookback_days + 1)
-                touches = build_recorded_touches(con, config, first, end)
+            first = start - dt.timedelta(days=config.max_lookback_days + 1)
+            touches = attribution_touches(con, config, first, end)
             counts = build_paths(con, config.attribution, start, end, touches)
             context.log.info(f"paths {start} to {end}: {counts}")
             yield materialized(

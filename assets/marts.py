@@ -17,7 +17,7 @@ from pipeline.marts import (
     build_push_assisted_daily,
     build_push_campaign_daily,
 )
-from pipeline.misclassification import build_recorded_touches
+from pipeline.misclassification import attribution_touches
 from pipeline.partitions import partition_days
 from pipeline.settings import Settings
 from pipeline.tables import (
@@ -33,7 +33,6 @@ from pipeline.tables import (
     TOUCHES,
     Table,
 )
-from pipeline.touches import current_touches
 from resources import SettingsResource, Warehouse
 
 ASSISTED = asset_key(PUSH_ASSISTED_CONVERSIONS_DAILY)
@@ -318,10 +317,8 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         config = settings.get()
         start, end = partition_days(context)
         with warehouse.get_connection() as con:
-            touches = current_touches(con)
-            if not config.attribution.use_corrected_channels:
-                first = start - dt.timedelta(hours=max(SENSITIVITY_WINDOWS.values()) + 24)
-                touches = build_recorded_touches(con, config, first, end)
+            first = start - dt.timedelta(hours=max(SENSITIVITY_WINDOWS.values()) + 24)
+            touches = attribution_touches(con, config, first, end)
             build_lookback_sensitivity(con, config, start, end, touches)
             yield materialized(
                 con,

@@ -37,6 +37,7 @@ from pipeline.tables import (
     PUSH_CHANNEL,
     TOUCHES,
 )
+from pipeline.touches import current_touches
 
 PUSH_OPENED_NOT_PUSH = "push_opened_not_push"
 PUSH_MEDIUM_UNCLASSIFIED = "push_medium_unclassified"
@@ -544,3 +545,15 @@ def build_channel_correction_daily(
     return con.execute(
         f"select count(*) from {table.qualified_name} where date between ? and ?", [start, end]
     ).fetchall()[0][0]
+
+
+def attribution_touches(
+    con: duckdb.DuckDBPyConnection, settings: Settings, first: dt.date, last: dt.date
+) -> str:
+    """The touches attribution reads for conversions of days up to `last` whose windows start
+    on `first`: corrected (core.touches with today's persons) or, when the setting
+    attribution.use_corrected_channels is off, as recorded. Returns the relation's name."""
+    if settings.attribution.use_corrected_channels:
+        return current_touches(con)
+    # The recorded view: sessions a push open started keep their recorded channel.
+    return build_recorded_touches(con, settings, first, last)
