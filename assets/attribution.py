@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
+from assets.common import asset_key, daily_run_args, materialized, spec
 from checks.common import CheckDef, count_check
 from pipeline.attribution import build_paths
 from pipeline.misclassification import attribution_touches
@@ -43,9 +43,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             CREDITS_SUM_TO_ONE.spec(CREDITS),
             VALUE_RECONCILES.spec(CREDITS),
         ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
     )
     def attribute_conversions(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource

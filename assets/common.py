@@ -15,6 +15,16 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 OWNER = "team:analytics-engineering"
 
 
+def daily_run_args(partitions: dg.PartitionsDefinition) -> dict:
+    """What every warehouse asset shares: the daily partitions, single-run backfills (a range
+    of days is one run, set-based over all its days) and the warehouse pool."""
+    return {
+        "partitions_def": partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "pool": WAREHOUSE_POOL,
+    }
+
+
 def asset_key(table: Table) -> dg.AssetKey:
     return dg.AssetKey([table.schema, table.name])
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
+from assets.common import asset_key, daily_run_args, materialized, spec
 from checks.common import CheckDef, count_check, result, threshold_severity
 from pipeline.identity import resolve_identity
 from pipeline.partitions import partition_days
@@ -45,9 +45,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         ],
         check_specs=[OVERSIZED.spec(IDENTITY), SHARED.spec(IDENTITY)]
         + [ANONYMOUS_SHARE.spec(PERSONS), EVERY_EVENT.spec(PERSONS)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
     )
     def resolve_identity_asset(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, spec
+from assets.common import asset_key, daily_run_args, materialized, spec
 from checks.common import CheckDef, count_check, result, threshold_severity
 from pipeline import ingest
 from pipeline.adapters import SOURCES
@@ -197,9 +197,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             spec(INGEST_COUNTS, "ingest"),
         ],
         check_specs=[c.spec(EVENTS) for c in CHECKS],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
     )
     def ingest_events(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource

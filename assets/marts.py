@@ -6,7 +6,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, table_asset_args
+from assets.common import asset_key, daily_run_args, materialized, table_asset_args
 from checks import expectations
 from checks.common import CheckDef, count_check, result
 from pipeline.marts import (
@@ -99,9 +99,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             RECONCILES.spec(ASSISTED),
             GE_SUITE.spec(ASSISTED),
         ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(PUSH_ASSISTED_CONVERSIONS_DAILY, "marts"),
     )
     def push_assisted_conversions_daily(
@@ -187,9 +185,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         key=CAMPAIGNS,
         deps=[asset_key(CONVERSION_PATHS), asset_key(TOUCHES), asset_key(STAGING_EVENTS)],
         check_specs=[RATES_IN_RANGE.spec(CAMPAIGNS), GE_SUITE.spec(CAMPAIGNS)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(PUSH_CAMPAIGN_DAILY, "marts"),
     )
     def push_campaign_daily(
@@ -220,9 +216,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         key=CHANNELS,
         deps=[asset_key(ATTRIBUTION_CREDITS)],
         check_specs=[CHANNEL_CREDITS_RECONCILE.spec(CHANNELS)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(CHANNEL_ATTRIBUTION_DAILY, "marts"),
     )
     def channel_attribution_daily(context: dg.AssetExecutionContext, warehouse: Warehouse):
@@ -264,9 +258,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         key=PATHS_TOP,
         deps=[asset_key(CONVERSION_PATHS)],
         check_specs=[PATHS_RECONCILE.spec(PATHS_TOP)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(CONVERSION_PATHS_TOP, "marts"),
     )
     def conversion_paths_top(context: dg.AssetExecutionContext, warehouse: Warehouse):
@@ -306,9 +298,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         key=SENSITIVITY,
         deps=[asset_key(CONVERSIONS), asset_key(TOUCHES), ASSISTED],
         check_specs=[SENSITIVITY_MATCHES.spec(SENSITIVITY)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(LOOKBACK_SENSITIVITY, "marts"),
     )
     def lookback_sensitivity(

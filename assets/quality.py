@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, table_asset_args
+from assets.common import asset_key, daily_run_args, materialized, table_asset_args
 from checks.common import CheckDef, count_check, result, sample_markdown, threshold_severity
 from pipeline.misclassification import (
     CAMPAIGN_OPENS_WITHOUT_SESSIONS,
@@ -130,9 +130,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             _non_blocking(PUSH_MEDIUMS_UNCLASSIFIED, MISCLASSIFICATIONS),
             _non_blocking(CAMPAIGNS_WITHOUT_SESSIONS, MISCLASSIFICATIONS),
         ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(CHANNEL_MISCLASSIFICATIONS, "quality"),
     )
     def channel_misclassifications(
@@ -212,9 +210,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             dg.AssetDep(asset_key(TOUCHES), partition_mapping=lookback_mapping(settings)),
         ],
         check_specs=[CORRECTION_MATCHES_CORE.spec(CORRECTION)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
         **table_asset_args(CHANNEL_CORRECTION_DAILY, "marts"),
     )
     def channel_correction_daily(

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import WAREHOUSE_POOL, asset_key, materialized, table_asset_args
+from assets.common import asset_key, daily_run_args, materialized, table_asset_args
 from checks.common import CheckDef, count_check
 from pipeline.conversions import build_conversions
 from pipeline.partitions import partition_days
@@ -36,9 +36,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
         deps=UPSTREAM,
         **table_asset_args(TOUCHES, "touches"),
         check_specs=[UNIQUE_TOUCHES.spec(TOUCH_KEY), ONE_TOUCH_PER_MESSAGE.spec(TOUCH_KEY)],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
     )
     def touches(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource
@@ -96,9 +94,7 @@ def build(settings: Settings, partitions: dg.PartitionsDefinition) -> list:
             UNIQUE_CONVERSIONS.spec(CONVERSION_KEY),
             NON_NEGATIVE_VALUE.spec(CONVERSION_KEY),
         ],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
+        **daily_run_args(partitions),
     )
     def conversions(
         context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource

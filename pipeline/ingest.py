@@ -143,14 +143,7 @@ def read_delimited(
     header = csv_header(data, delimiter)
     if not data.strip():
         empty = pa_arrow.table({"source_row": pa_arrow.array([], pa_arrow.int64())})
-        rejects = pa_arrow.table(
-            {
-                "source_row": pa_arrow.array([], pa_arrow.int64()),
-                "raw": pa_arrow.array([], pa_arrow.string()),
-                "reason": pa_arrow.array([], pa_arrow.string()),
-            }
-        )
-        return empty, rejects
+        return empty, adapters.rejects_table()
     try:
         table = pa_csv.read_csv(
             pa_arrow.py_buffer(data),
@@ -175,14 +168,7 @@ def read_delimited(
     table = table.append_column(
         "source_row", pa_arrow.array(good_lines[: table.num_rows], pa_arrow.int64())
     )
-    rejects = pa_arrow.table(
-        {
-            "source_row": pa_arrow.array([n for n, _, _ in rejected], pa_arrow.int64()),
-            "raw": pa_arrow.array([t for _, t, _ in rejected], pa_arrow.string()),
-            "reason": pa_arrow.array([r for _, _, r in rejected], pa_arrow.string()),
-        }
-    )
-    return table, rejects
+    return table, adapters.rejects_table(*zip(*rejected, strict=True) if rejected else ())
 
 
 def read_csv_file(data: bytes, path: str) -> tuple[pa_arrow.Table, pa_arrow.Table]:

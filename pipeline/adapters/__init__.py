@@ -59,11 +59,12 @@ def read(
     return module.read(data, path, open_sibling, options or {})
 
 
-def empty_rejects() -> pa.Table:
+def rejects_table(rows=(), raws=(), reasons=()) -> pa.Table:
+    """The rejects of the adapter contract: line numbers, raw records and reasons."""
     return pa.table(
         {
-            "source_row": pa.array([], pa.int64()),
-            "raw": pa.array([], pa.string()),
-            "reason": pa.array([], pa.string()),
+            "source_row": pa.array(list(rows), pa.int64()),
+            "raw": pa.array(list(raws), pa.string()),
+            "reason": pa.array(list(reasons), pa.string()),
         }
     )

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from pipeline.adapters import rejects_table
 from pipeline.ingest import csv_header, read_delimited
 
 SOURCE = "snowplow"
@@ -239,7 +240,7 @@ def read(
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     header = csv_header(data, delimiter)
     if "event_id" not in header and "root_id" in header:
-        return _empty_rows(), _rejects([], [], [])
+        return _empty_rows(), rejects_table()
     if "event_id" not in header:
         lines = data.decode("utf-8", errors="replace").splitlines()
         numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
@@ -247,7 +248,7 @@ def read(
             "not a Snowplow events table: the header has no event_id column (a headerless "
             "enriched TSV must be exported from the warehouse with a header)"
         )
-        return _empty_rows(), _rejects(
+        return _empty_rows(), rejects_table(
             [n for n, _ in numbered], [line for _, line in numbered], [reason] * len(numbered)
         )
     events, parse_rejects = read_delimited(data, path, delimiter, "a Snowplow table")
@@ -266,16 +267,6 @@ def read(
         ).to_arrow_table()
     rejects = pa.concat_tables([parse_rejects, rejects.cast(parse_rejects.schema)])
     return rows, rejects.sort_by("source_row")
-
-
-def _rejects(rows, raws, reasons) -> pa.Table:
-    return pa.table(
-        {
-            "source_row": pa.array(list(rows), pa.int64()),
-            "raw": pa.array(list(raws), pa.string()),
-            "reason": pa.array(list(reasons), pa.string()),
-        }
-    )
 
 
 def _empty_rows() -> pa.Table:
